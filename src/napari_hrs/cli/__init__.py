@@ -1,0 +1,63 @@
+"""The ``napari-hrs`` command line.
+
+Each subcommand lives in its own module of this package and exposes two functions:
+``add_parser(subparsers)`` (register the subcommand and its arguments) and ``run(args) -> int``
+(do the work, return the exit status). Heavy imports (torch, napari) happen inside ``run``
+so ``napari-hrs --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: subcommand modules, in the order ``--help`` lists them
+SUBCOMMANDS: tuple[str, ...] = ("synth", "detect", "train", "evaluate", "quantify", "batch", "demo")
+
+
+class CLIError(Exception):
+    """A user error: printed as one clear line, exit status 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from napari_hrs import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="napari-hrs",
+        description="Find human round spermatids in brightfield microscopy (Cascade Mask R-CNN) "
+        "and check them against PRM1 / PNA fluorescence.",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-hrs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"napari_hrs.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"napari_hrs.cli.{name}":
+                continue  # subcommand not built yet
+            raise
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except CLIError as exc:
+        print(f"napari-hrs {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"napari-hrs {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

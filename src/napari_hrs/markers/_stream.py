@@ -1,0 +1,201 @@
+"""Pass 2 of :func:`napari_hrs.markers.quantify`: every chunk read (decompressed) once.
+
+Tiles are aligned to the channels' chunk grid and read once each, in raster order. A cell is
+measured with the tile holding the bottom-right corner of its crop (its box plus the ring
+radius), so everything its crop needs has been read by then: the current tile, the tile to its
+left, and the row of tiles above. Those are kept as a *left strip* (the last ``wb`` columns of
+the previous tile) and a *top band* (the last ``hb`` rows of the previous tile row, full width),
+where ``hb`` / ``wb`` are the farthest any crop reaches above / left of its tile. The region
+``[tile_y0 - hb, tile_y1) x [tile_x0 - wb, tile_x1)`` is assembled from band, strip and tile.
+
+Memory: a few tiles plus two bands of ``hb`` rows by the image width. Cells whose crop reaches
+more than a tile above or left of their tile (giant labels) are measured afterwards from regions
+read directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_hrs.markers._tiles import (
+    CROP_STEP,
+    LabelBoxes,
+    RegionPlan,
+    Source,
+    crop_shape,
+    plan_regions,
+    read_region,
+)
+
+
+def chunk_aligned(sources: list[Source], tile: int) -> tuple[int, int]:
+    """Tile (Y, X) sizes: ``tile`` rounded up to whole chunks of the first chunked source."""
+    for s in sources:
+        chunks = getattr(s.array, "chunks", None)
+        if not chunks:
+            continue
+        cy, cx = (int(c[0]) if isinstance(c, tuple) else int(c) for c in chunks[-2:])
+        return max(cy, -(-tile // cy) * cy), max(cx, -(-tile // cx) * cx)
+    return tile, tile
+
+
+@dataclass
+class StreamPlan:
+    """Tiles, their cells, the band / strip sizes and the cells left for direct reads."""
+
+    ty: int
+    tx: int
+    hb: int
+    wb: int
+    extra: int
+    needed: np.ndarray  # (n_ty, n_tx) bool: tiles some crop touches
+    owned: dict[tuple[int, int], np.ndarray]  # tile -> cell indices
+    fallback: np.ndarray  # cell indices measured from direct reads
+
+
+def plan_stream(
+    boxes: LabelBoxes, shape: tuple[int, int], tiles: tuple[int, int], radius: int
+) -> StreamPlan:
+    """Assign each cell to the tile holding its crop's bottom-right corner (clipped to the image)."""
+    ty, tx = tiles
+    h, w = shape
+    nty, ntx = -(-h // ty), -(-w // tx)
+    ch, cw = crop_shape(boxes, np.arange(len(boxes)), radius)
+    cy0, cx0 = boxes.y0 - radius, boxes.x0 - radius
+    ti = (np.minimum(cy0 + ch, h) - 1) // ty
+    tj = (np.minimum(cx0 + cw, w) - 1) // tx
+    up, left = ti * ty - cy0, tj * tx - cx0
+    normal = (up <= ty) & (left <= tx)
+    hb = int(max(up[normal].max(initial=0), 0))
+    wb = int(max(left[normal].max(initial=0), 0))
+    needed = np.zeros((nty, ntx), bool)
+    i0, j0 = np.maximum(cy0, 0) // ty, np.maximum(cx0, 0) // tx
+    for a in (i0, ti):
+        for b in (j0, tj):
+            needed[a[normal], b[normal]] = True
+    idx = np.flatnonzero(normal)
+    key = ti[idx] * ntx + tj[idx]
+    order = np.argsort(key, kind="stable")
+    idx, key = idx[order], key[order]
+    cuts = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True]) if len(key) else np.zeros(1, int)
+    owned = {divmod(int(key[a]), ntx): idx[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)}
+    return StreamPlan(
+        ty, tx, hb, wb, radius + CROP_STEP, needed, owned, np.flatnonzero(~normal)
+    )  # fmt: skip
+
+
+class _Canvas:
+    """The region buffer of one source, and its band and strip."""
+
+    def __init__(self, plan: StreamPlan, width: int, dtype: np.dtype, pad: int) -> None:
+        self.plan, self.pad = plan, pad
+        p = plan
+        self.buf = np.empty((p.hb + p.ty + p.extra, p.wb + p.tx + p.extra), dtype)
+        band_w = p.wb + width + p.tx + p.extra
+        self.band_prev = np.full((p.hb, band_w), pad, dtype)
+        self.band_cur = np.full((p.hb, band_w), pad, dtype)
+        self.strip = np.full((p.ty, p.wb), pad, dtype)
+
+    def assemble(self, tile: np.ndarray, j: int) -> np.ndarray:
+        p, b = self.plan, self.buf
+        th, tw = tile.shape
+        b[: p.hb] = self.band_prev[:, j * p.tx : j * p.tx + b.shape[1]]
+        b[p.hb : p.hb + p.ty, : p.wb] = self.strip if j else self.pad
+        b[p.hb : p.hb + th, p.wb : p.wb + tw] = tile
+        b[p.hb : p.hb + th, p.wb + tw :] = self.pad
+        b[p.hb + th :] = self.pad
+        return b
+
+    def keep(self, j: int, th: int, tw: int) -> None:
+        """After tile (i, j): its last ``hb`` rows into the band, last ``wb`` columns into the strip."""
+        p, b = self.plan, self.buf
+        self.band_cur[:, p.wb + j * p.tx : p.wb + j * p.tx + tw] = b[
+            th : th + p.hb, p.wb : p.wb + tw
+        ]
+        self.strip[:] = b[p.hb : p.hb + p.ty, tw : tw + p.wb]
+
+    def next_row(self) -> None:
+        self.band_prev, self.band_cur = self.band_cur, self.band_prev
+
+
+def stream_regions(
+    sources: list[Source],
+    plan: StreamPlan,
+    shape: tuple[int, int],
+    label_dtype: np.dtype,
+    *,
+    check: Callable[[], None],
+    step: Callable[[], None],
+    timing: dict,
+) -> Iterator[tuple[np.ndarray, list[np.ndarray], RegionPlan]]:
+    """Yield ``(labels, channels, RegionPlan)`` for every tile owning cells, reading each tile
+    once (the next one is read on a thread while the current one is measured)."""
+    nty, ntx = plan.needed.shape
+    canvases = [_Canvas(plan, shape[1], label_dtype, -1)] + [
+        _Canvas(plan, shape[1], s.dtype, 0) for s in sources[1:]
+    ]
+    order = [(i, j) for i in range(nty) for j in range(ntx) if plan.needed[i, j]]
+
+    def read(ij: tuple[int, int]) -> list[np.ndarray]:
+        i, j = ij
+        ys = slice(i * plan.ty, min((i + 1) * plan.ty, shape[0]))
+        xs = slice(j * plan.tx, min((j + 1) * plan.tx, shape[1]))
+        t = time.perf_counter()
+        out = read_region(sources, (ys, xs), shape, pads=(-1, 0))
+        timing["read_s"] += time.perf_counter() - t
+        timing["channel_bytes"] += sum(a.nbytes for a in out[1:])
+        return out
+
+    row = 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(read, order[0]) if order else None
+        for k, (i, j) in enumerate(order):
+            check()
+            t = time.perf_counter()
+            tiles = future.result()
+            timing["wait_s"] += time.perf_counter() - t
+            future = pool.submit(read, order[k + 1]) if k + 1 < len(order) else None
+            while row < i:
+                for c in canvases:
+                    c.next_row()
+                row += 1
+            th, tw = tiles[0].shape
+            bufs = [c.assemble(t, j) for c, t in zip(canvases, tiles, strict=True)]
+            cells = plan.owned.get((i, j))
+            if cells is not None:
+                y0, x0 = i * plan.ty - plan.hb, j * plan.tx - plan.wb
+                region = (slice(y0, y0 + bufs[0].shape[0]), slice(x0, x0 + bufs[0].shape[1]))
+                yield bufs[0], bufs[1:], RegionPlan(region, cells)
+            for c in canvases:
+                c.keep(j, th, tw)
+            step()
+    for _ in range(nty * ntx - len(order)):
+        step()
+
+
+def fallback_plans(
+    boxes: LabelBoxes, cells: np.ndarray, tile: int, radius: int, shape: tuple[int, int]
+) -> list[RegionPlan]:
+    """Regions for the cells too large for the band / strip (read directly, rare)."""
+    return plan_regions(boxes, tile, radius, shape, cells)
+
+
+def read_plans(
+    sources: list[Source],
+    plans: list[RegionPlan],
+    shape: tuple[int, int],
+    *,
+    check: Callable[[], None],
+    step: Callable[[], None],
+) -> Iterator[tuple[np.ndarray, list[np.ndarray], RegionPlan]]:
+    """Yield ``(labels, channels, plan)`` reading each plan's region directly."""
+    for plan in plans:
+        check()
+        lab, *chans = read_region(sources, plan.region, shape, pads=(-1, 0))
+        yield lab, chans, plan
+        step()

@@ -1,0 +1,282 @@
+"""Tiled reading for :mod:`napari_hrs.markers.quantify`: sources, label boxes, region plans.
+
+All coordinates are pixels of the (Y, X) image; regions are ``(slice_y, slice_x)`` and may reach
+outside the image (the missing part is padded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_hrs.errors import AcquisitionError
+
+#: crops are rounded up to a multiple of this many pixels, so cells share a few crop shapes
+CROP_STEP = 8
+
+
+@dataclass(frozen=True)
+class Source:
+    """A (Y, X) view of a numpy / dask / zarr array (leading axes of size 1 dropped)."""
+
+    array: Any
+    prefix: tuple[int, ...]
+    shape: tuple[int, int]
+    dtype: np.dtype
+    is_dask: bool
+
+    @classmethod
+    def of(cls, array: Any, what: str) -> Source:
+        if not hasattr(array, "shape") or not hasattr(array, "__getitem__"):
+            array = np.asarray(array)
+        shape = tuple(int(s) for s in array.shape)
+        if len(shape) < 2 or any(s != 1 for s in shape[:-2]):
+            raise AcquisitionError(
+                f"{what} must be a 2-D (Y, X) array; got shape {shape}. Pass one channel / one "
+                "plane (e.g. acquisition.channel('PRM1'))."
+            )
+        return cls(
+            array=array,
+            prefix=(0,) * (len(shape) - 2),
+            shape=(shape[-2], shape[-1]),
+            dtype=np.dtype(array.dtype),
+            is_dask=hasattr(array, "dask") and hasattr(array, "compute"),
+        )
+
+    def lazy(self, ys: slice, xs: slice) -> Any:
+        return self.array[(*self.prefix, ys, xs)]
+
+
+def read_region(
+    sources: list[Source],
+    region: tuple[slice, slice],
+    shape: tuple[int, int],
+    pads: tuple,
+    signed: bool = True,
+) -> list[np.ndarray]:
+    """Read ``region`` of every source as numpy, padding what lies outside the image.
+
+    ``pads[0]`` fills the first source (the labels: -1, after casting unsigned labels to a signed
+    type when ``signed``), ``pads[1]`` the others. Dask sources are computed together (threaded decompression).
+    """
+    ys, xs = region
+    cy = slice(max(ys.start, 0), min(ys.stop, shape[0]))
+    cx = slice(max(xs.start, 0), min(xs.stop, shape[1]))
+    lazies = [s.lazy(cy, cx) for s in sources]
+    dask_at = [i for i, s in enumerate(sources) if s.is_dask]
+    if dask_at:
+        import dask
+
+        done = dask.compute(*[lazies[i] for i in dask_at])
+        for i, arr in zip(dask_at, done, strict=True):
+            lazies[i] = arr
+    out = [np.asarray(a) for a in lazies]
+    if signed:
+        out[0] = _signed_labels(out[0])
+    pad = ((cy.start - ys.start, ys.stop - cy.stop), (cx.start - xs.start, xs.stop - cx.stop))
+    if any(v for p in pad for v in p):
+        out = [np.pad(a, pad, constant_values=pads[0] if i == 0 else pads[1]) for i, a in enumerate(out)]  # fmt: skip
+    return out
+
+
+def _signed_labels(lab: np.ndarray) -> np.ndarray:
+    if lab.dtype == bool:
+        return lab.astype(np.int32)
+    if lab.dtype.kind == "u":
+        big = lab.dtype.itemsize >= 4 and lab.size and int(lab.max()) >= 2**31
+        return lab.astype(np.int64 if big else np.int32)
+    return lab
+
+
+def tile_grid(shape: tuple[int, int], tile: int | tuple[int, int]) -> list[tuple[slice, slice]]:
+    """Tiles of ``tile`` pixels (an int or (Y, X) sizes) covering a (Y, X) image, row-major."""
+    ty, tx = (tile, tile) if isinstance(tile, int) else tile
+    return [
+        (slice(y, min(y + ty, shape[0])), slice(x, min(x + tx, shape[1])))
+        for y in range(0, shape[0], ty)
+        for x in range(0, shape[1], tx)
+    ]
+
+
+@dataclass(frozen=True)
+class LabelBoxes:
+    """Bounding boxes (half-open, pixels) of every label id > 0, ids ascending."""
+
+    ids: np.ndarray
+    y0: np.ndarray
+    y1: np.ndarray
+    x0: np.ndarray
+    x1: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _tile_boxes(t: np.ndarray, oy: int, ox: int) -> tuple[np.ndarray, int]:
+    """(K, 5) int64 rows ``id, y0, y1, x0, x1`` of the labels in one tile, and the largest id."""
+    if t.dtype == bool:
+        t = t.view(np.uint8)
+    if t.dtype.kind == "i" and t.size and (lo := int(t.min())) < 0:
+        raise AcquisitionError(f"labels must be >= 0 (0 = background); found {lo}.")
+    hi = int(t.max()) if t.size else 0
+    if hi == 0:
+        return np.zeros((0, 5), np.int64), 0
+    ids_map = None
+    if hi > max(1 << 22, 4 * t.size):  # sparse huge ids: compact them first
+        ids_map, inv = np.unique(t, return_inverse=True)
+        t = inv.reshape(t.shape).astype(np.int64)
+        if ids_map[0] != 0:
+            ids_map = np.concatenate([[0], ids_map])
+            t += 1
+    objs = ndi.find_objects(t)
+    rows = [
+        (i + 1, s[0].start, s[0].stop, s[1].start, s[1].stop)
+        for i, s in enumerate(objs)
+        if s is not None
+    ]
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 5)
+    if ids_map is not None:
+        arr[:, 0] = ids_map[arr[:, 0]]
+    arr[:, 1:3] += oy
+    arr[:, 3:5] += ox
+    return arr, hi
+
+
+class _LabelCache:
+    """The labels read in pass 1, kept for pass 2 while they fit ``budget`` bytes (stored in the
+    smallest unsigned type that holds the ids seen so far)."""
+
+    def __init__(self, shape: tuple[int, int], budget: int) -> None:
+        self.shape, self.budget = shape, budget
+        self.array: np.ndarray | None = None
+        self.ok = budget > 0
+
+    def put(self, t: np.ndarray, ys: slice, xs: slice, hi: int) -> None:
+        if not self.ok:
+            return
+        need = np.min_scalar_type(hi)
+        if need.kind != "u" or need.itemsize > 4:
+            need = np.dtype(np.int64)
+        if self.array is None or need.itemsize > self.array.dtype.itemsize:
+            if self.shape[0] * self.shape[1] * need.itemsize > self.budget:
+                self.ok, self.array = False, None
+                return
+            if self.array is None:
+                self.array = np.zeros(self.shape, need)
+            else:
+                self.array = self.array.astype(need)
+        self.array[ys, xs] = t
+
+
+def label_boxes(
+    labels: Source,
+    grid: list[tuple[slice, slice]],
+    *,
+    step: Callable[[], None],
+    check: Callable[[], None],
+    cache_bytes: int = 0,
+) -> tuple[LabelBoxes, np.ndarray | None]:
+    """Pass 1: bounding box of every label, reading the labels one tile at a time.
+
+    Returns the boxes and, when the labels are lazy (dask / zarr) and fit ``cache_bytes``, the
+    whole labels image as numpy so that pass 2 does not read (decompress) them again.
+    """
+    lazy = not isinstance(labels.array, np.ndarray)
+    cache = _LabelCache(labels.shape, cache_bytes if lazy else 0)
+    found = []
+
+    def read(k: int) -> np.ndarray:
+        return read_region([labels], grid[k], labels.shape, pads=(0,), signed=False)[0]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # read the next tile meanwhile
+        future = pool.submit(read, 0) if grid else None
+        for k, (ys, xs) in enumerate(grid):
+            check()
+            t = future.result()
+            future = pool.submit(read, k + 1) if k + 1 < len(grid) else None
+            rows, hi = _tile_boxes(t, ys.start, xs.start)
+            found.append(rows)
+            cache.put(t, ys, xs, hi)
+            step()
+    cached = cache.array if cache.ok else None
+    rows = np.concatenate(found) if found else np.zeros((0, 5), np.int64)
+    if not len(rows):
+        e = np.zeros(0, np.int64)
+        return LabelBoxes(e, e, e, e, e), cached
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    starts = np.flatnonzero(np.r_[True, rows[1:, 0] != rows[:-1, 0]])
+    boxes = LabelBoxes(
+        ids=rows[starts, 0],
+        y0=np.minimum.reduceat(rows[:, 1], starts),
+        y1=np.maximum.reduceat(rows[:, 2], starts),
+        x0=np.minimum.reduceat(rows[:, 3], starts),
+        x1=np.maximum.reduceat(rows[:, 4], starts),
+    )
+    return boxes, cached
+
+
+def crop_shape(boxes: LabelBoxes, cells: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crop height and width of each cell: box + ``radius`` each side, rounded up to CROP_STEP."""
+    h = boxes.y1[cells] - boxes.y0[cells] + 2 * radius
+    w = boxes.x1[cells] - boxes.x0[cells] + 2 * radius
+    return -(-h // CROP_STEP) * CROP_STEP, -(-w // CROP_STEP) * CROP_STEP
+
+
+def buckets(
+    boxes: LabelBoxes, cells: np.ndarray, radius: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Group cells by crop shape: yields ``(height, width, cell indices)``."""
+    hb, wb = crop_shape(boxes, cells, radius)
+    key = hb * (int(wb.max(initial=0)) + 1) + wb
+    uniq, inv = np.unique(key, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
+    for b in range(len(uniq)):
+        sel = cells[order[bounds[b] : bounds[b + 1]]]
+        first = order[bounds[b]]
+        yield int(hb[first]), int(wb[first]), sel
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """Pass 2 work item: the region to read and the cells (indices into LabelBoxes) it serves."""
+
+    region: tuple[slice, slice]
+    cells: np.ndarray
+
+
+def plan_regions(
+    boxes: LabelBoxes,
+    tile: int,
+    radius: int,
+    shape: tuple[int, int],
+    cells: np.ndarray | None = None,
+) -> list[RegionPlan]:
+    """Assign cells (default all) to the tile holding their box's top-left corner; one region
+    per tile, read directly.
+
+    A region covers the tile's cells' crops (so it may overhang the tile by the ring radius and
+    by cells reaching into the next tiles); tiles without cells get no region.
+    """
+    cells = np.arange(len(boxes)) if cells is None else np.asarray(cells)
+    if not len(cells):
+        return []
+    ntx = -(-shape[1] // tile)
+    owner = (boxes.y0[cells] // tile) * ntx + boxes.x0[cells] // tile
+    order = cells[np.argsort(owner, kind="stable")]
+    owner = (boxes.y0[order] // tile) * ntx + boxes.x0[order] // tile
+    cuts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1], True])
+    hb, wb = crop_shape(boxes, np.arange(len(boxes)), radius)
+    cy0, cx0 = boxes.y0 - radius, boxes.x0 - radius
+    plans = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        cells = order[a:b]
+        ys = slice(int(cy0[cells].min()), int((cy0[cells] + hb[cells]).max()))
+        xs = slice(int(cx0[cells].min()), int((cx0[cells] + wb[cells]).max()))
+        plans.append(RegionPlan((ys, xs), cells))
+    return plans

@@ -1,0 +1,212 @@
+"""Marker positivity: thresholds and per-cell PRM1 / PNA calls.
+
+Three ways to call a cell positive for a marker, on a table from
+:func:`napari_hrs.markers.quantify`:
+
+``"otsu"``
+    Otsu's threshold on the per-cell values of ``{marker}_{measure}`` (default the
+    background-subtracted mean), placed midway between the brightest negative and the dimmest
+    positive cell (the split is Otsu's). Needs both populations in the image; with a single population it
+    still splits it in two, so prefer ``"background_sd"`` on images where (nearly) all or no cells
+    are expected positive.
+``"background_sd"``
+    Per cell: positive when its mean exceeds its own ring background by more than ``k`` ring SDs
+    (``mean - background > k * background_sd``). The returned threshold is ``k``.
+``"manual"``
+    A fixed ``value`` on ``{marker}_{measure}`` (raw intensity units).
+
+A cell is positive when its value is strictly above the threshold; cells without a value (no
+background ring) are negative.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from napari_hrs.errors import ChannelRoleError
+
+__all__ = [
+    "CATEGORIES",
+    "CATEGORY_COLORS",
+    "METHODS",
+    "call_markers",
+    "call_positive",
+    "categorize",
+]
+
+#: threshold methods of :func:`call_positive`
+METHODS: tuple[str, ...] = ("otsu", "background_sd", "manual")
+
+#: marker categories, in display order
+CATEGORIES: tuple[str, ...] = ("PRM1+PNA+", "PRM1+", "PNA+", "neither")
+
+#: a colour per category (hex RGB): both = yellow, PRM1 only = red, PNA only = green
+CATEGORY_COLORS: dict[str, str] = {
+    "PRM1+PNA+": "#ffd700",
+    "PRM1+": "#e8392b",
+    "PNA+": "#2ca02c",
+    "neither": "#9e9e9e",
+}
+
+
+def _column(table: pd.DataFrame, marker: str, measure: str) -> pd.Series:
+    col = f"{marker}_{measure}"
+    if col not in table.columns:
+        have = sorted({c.rsplit("_mean", 1)[0] for c in table.columns if c.endswith("_mean")})
+        raise ChannelRoleError(
+            f"the table has no column {col!r}: marker {marker!r} was not quantified (markers "
+            f"found: {have}). Quantify that channel, or call the markers among these."
+        )
+    return pd.to_numeric(table[col], errors="coerce")
+
+
+def call_positive(
+    table: pd.DataFrame,
+    marker: str,
+    method: str = "otsu",
+    *,
+    k: float = 3.0,
+    value: float | None = None,
+    measure: str = "mean_bgsub",
+) -> tuple[pd.Series, float]:
+    """Call each cell positive or negative for one marker.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`napari_hrs.markers.quantify` (one row per cell).
+    marker : str
+        Column prefix, e.g. ``"PRM1"``.
+    method : {"otsu", "background_sd", "manual"}
+        See the module docstring.
+    k : float
+        Number of ring SDs for ``"background_sd"``.
+    value : float
+        The threshold for ``"manual"`` (raw intensity units of ``measure``).
+    measure : str
+        Per-marker measurement thresholded by ``"otsu"`` / ``"manual"`` (``mean_bgsub``,
+        ``mean``, ``median``, ``sbr``, ``integrated_bgsub``...).
+
+    Returns
+    -------
+    positive : bool Series (index of ``table``, name ``{marker}_positive``)
+    threshold : float
+        The value threshold (``k`` for ``"background_sd"``; NaN when there was nothing to split).
+    """
+    name = f"{marker}_positive"
+    if method == "background_sd":
+        excess = _column(table, marker, "mean_bgsub")
+        sd = _column(table, marker, "background_sd")
+        positive = (excess > float(k) * sd).fillna(False)
+        return positive.astype(bool).rename(name), float(k)
+    values = _column(table, marker, measure)
+    if method == "manual":
+        if value is None or not np.isfinite(float(value)):
+            raise ValueError(
+                f"method 'manual' needs a threshold value for {marker} (got {value!r}); pass "
+                f"value=... (e.g. --threshold-{marker.lower()} 120) or use method 'otsu'."
+            )
+        threshold = float(value)
+    elif method == "otsu":
+        threshold = _otsu(values.to_numpy(dtype=np.float64), marker)
+    else:
+        raise ValueError(f"unknown positivity method {method!r}; use one of {list(METHODS)}.")
+    if np.isfinite(threshold):
+        positive = (values > threshold).fillna(False)
+    else:
+        positive = pd.Series(False, index=table.index)
+    return positive.astype(bool).rename(name), threshold
+
+
+def _otsu(values: np.ndarray, marker: str) -> float:
+    finite = values[np.isfinite(values)]
+    distinct = np.unique(finite)
+    if len(distinct) < 2:
+        warnings.warn(
+            f"{marker}: {len(finite)} cell value(s), {len(distinct)} distinct: Otsu cannot split "
+            "them; all cells are called negative. Use method 'background_sd' or 'manual'.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return float(distinct[0]) if len(distinct) else float("nan")
+    from skimage.filters import threshold_otsu
+
+    t = float(threshold_otsu(finite))
+    below, above = finite[finite <= t], finite[finite > t]
+    if not len(below) or not len(above):
+        return t
+    # same split, but the threshold midway across the gap between the two classes
+    return float((below.max() + above.min()) / 2.0)
+
+
+def categorize(prm1: pd.Series | np.ndarray, pna: pd.Series | np.ndarray) -> pd.Categorical:
+    """The category of each cell from its PRM1 and PNA calls (see :data:`CATEGORIES`)."""
+    p = np.asarray(prm1, dtype=bool)
+    n = np.asarray(pna, dtype=bool)
+    codes = np.where(p & n, 0, np.where(p, 1, np.where(n, 2, 3)))
+    return pd.Categorical.from_codes(codes, categories=list(CATEGORIES), ordered=True)
+
+
+def call_markers(
+    table: pd.DataFrame,
+    method: str | Mapping[str, str] = "otsu",
+    *,
+    markers: Sequence[str] | None = None,
+    k: float = 3.0,
+    thresholds: Mapping[str, float] | None = None,
+    measure: str = "mean_bgsub",
+) -> pd.DataFrame:
+    """Add ``PRM1_positive``, ``PNA_positive`` and ``category`` columns to a quantified table.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`napari_hrs.markers.quantify`; not modified (a copy is returned).
+    method : str or mapping marker -> str
+        One method for all markers or one per marker (see :func:`call_positive`).
+    markers : sequence of str, optional
+        Markers to call; default those of ``("PRM1", "PNA")`` present in the table. A marker
+        not called counts as negative in ``category``.
+    k : float
+        Ring SDs for ``"background_sd"``.
+    thresholds : mapping marker -> float
+        Values for ``"manual"``.
+    measure : str
+        Measurement thresholded by ``"otsu"`` / ``"manual"``.
+
+    Returns
+    -------
+    DataFrame
+        With the new columns; ``attrs["thresholds"]`` maps each marker to its ``method``,
+        ``threshold``, ``measure`` and number of positive cells.
+    """
+    if markers is None:
+        markers = [m for m in ("PRM1", "PNA") if f"{m}_mean" in table.columns]
+        if not markers:
+            raise ChannelRoleError(
+                "the table has no PRM1_* or PNA_* columns; quantify the marker channels first "
+                f"(columns found: {list(table.columns)[:12]}...)."
+            )
+    thresholds = dict(thresholds or {})
+    out = table.copy()
+    info = {}
+    for m in markers:
+        meth = method.get(m, "otsu") if isinstance(method, Mapping) else method
+        pos, thr = call_positive(out, m, meth, k=k, value=thresholds.get(m), measure=measure)
+        out[f"{m}_positive"] = pos
+        info[m] = {
+            "method": meth,
+            "threshold": thr,
+            "measure": "mean_bgsub > k * background_sd" if meth == "background_sd" else measure,
+            "n_positive": int(pos.sum()),
+        }
+    for m in ("PRM1", "PNA"):
+        if f"{m}_positive" not in out.columns:
+            out[f"{m}_positive"] = False
+    out["category"] = categorize(out["PRM1_positive"], out["PNA_positive"])
+    out.attrs["thresholds"] = info
+    return out

@@ -1,0 +1,360 @@
+"""Per-cell marker quantification (PRM1, PNA, or any channel), tile by tile.
+
+For every cell of a labels image (label id > 0) and every channel, :func:`quantify` measures the
+cell's area, centroid, bounding box, mean / median / integrated intensity, and its local
+background: the median and SD of a ring of background pixels around the cell (see
+:mod:`napari_hrs.markers.background`).
+
+How whole slides stay in bounded memory, with numbers identical to a whole-image computation:
+
+1. *Pass 1* reads the labels tile by tile and finds the bounding box of every label
+   (:func:`scipy.ndimage.find_objects`, merged across tiles). Lazy labels that fit
+   ``cache_labels_mb`` are kept so that they are not decompressed twice.
+2. *Pass 2* (:mod:`napari_hrs.markers._stream`) reads the channels once, in chunk-aligned tiles,
+   in raster order; each cell is measured with the tile holding the bottom-right corner of its
+   crop (bounding box + ring radius), from a region assembled out of that tile, a strip kept
+   from the tile on its left and a band kept from the tile row above. All cells of a tile are
+   measured at once on stacks of crops (one stack per crop shape).
+
+A cell is always measured from a crop of the same content, in the same pixel order, so the
+tile size changes nothing (not even floating-point rounding, nor the median). The next tile is
+read on a thread while the current one is measured.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from napari_hrs.errors import AcquisitionError, Cancelled, ChannelRoleError
+from napari_hrs.markers import _stream, _tiles
+from napari_hrs.markers.background import (
+    ring_mask,
+    segment_mean_sd,
+    segment_median,
+    segment_sum,
+)
+
+__all__ = ["MEASURES", "quantify", "quantify_acquisition"]
+
+#: per-marker measurements, each a column ``{marker}_{measure}``
+MEASURES: tuple[str, ...] = (
+    "mean",
+    "median",
+    "integrated",
+    "background",
+    "background_sd",
+    "mean_bgsub",
+    "integrated_bgsub",
+    "sbr",
+)
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+
+
+def quantify(
+    channels: Mapping[str, Any],
+    labels: Any,
+    *,
+    ring_px: tuple[int, int] = (2, 6),
+    pixel_size_um: float | None = None,
+    tile: int = 2048,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    cache_labels_mb: float = 256.0,
+) -> pd.DataFrame:
+    """Measure every labelled cell in every channel.
+
+    Parameters
+    ----------
+    channels : mapping of name -> (Y, X) array
+        numpy, dask or zarr arrays (leading axes of size 1 are dropped), all of the labels' shape.
+        The names become column prefixes (``PRM1_mean``...).
+    labels : (Y, X) integer array
+        Cell label ids (0 = background), same shape as the channels.
+    ring_px : (gap, width)
+        Background ring in pixels: ``gap`` pixels skipped outside the cell, then ``width`` pixels.
+    pixel_size_um : float, optional
+        Adds ``centroid_y_um``, ``centroid_x_um`` and ``area_um2``.
+    tile : int
+        Tile edge in pixels; bounds memory, never changes the numbers.
+    progress, cancel
+        ``progress(done, total)`` after every tile; ``cancel()`` returning True stops with
+        :class:`napari_hrs.errors.Cancelled`.
+    cache_labels_mb : float
+        Lazy (dask / zarr) labels that fit this many MB (as the smallest unsigned type holding
+        their ids) are kept after the first pass instead of being read twice; 0 disables.
+        Memory use is at most this plus a few tiles.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per label id (ascending): ``label_id``, ``area_px``, ``centroid_y_px``,
+        ``centroid_x_px``, ``bbox_x0``, ``bbox_y0``, ``bbox_x1``, ``bbox_y1`` (half-open,
+        pixels), ``ring_area_px``, optional µm columns, then for each channel ``{name}_{m}`` for
+        ``m`` in :data:`MEASURES` (intensities in the channel's raw units; ``sbr`` = mean /
+        background). ``attrs["quantify"]`` records the parameters and read / compute times.
+    """
+    gap, width = _check_ring(ring_px)
+    lab_src = _tiles.Source.of(labels, "labels")
+    if not np.issubdtype(lab_src.dtype, np.integer) and lab_src.dtype != bool:
+        raise AcquisitionError(
+            f"labels must be an integer image (cell ids, 0 = background); got dtype "
+            f"{lab_src.dtype}. Pass a labels layer / NGFF labels image, not an intensity channel."
+        )
+    names = [str(n) for n in channels]
+    srcs = [_tiles.Source.of(channels[n], f"channel {n!r}") for n in channels]
+    for name, src in zip(names, srcs, strict=True):
+        if src.shape != lab_src.shape:
+            raise AcquisitionError(
+                f"channel {name!r} has shape {src.shape} (Y, X) but the labels have shape "
+                f"{lab_src.shape}; pass labels computed on this image (same level, same size)."
+            )
+    tile = max(int(tile), 16)
+    radius = gap + width
+    shape = lab_src.shape
+    grid = _tiles.tile_grid(shape, _stream.chunk_aligned([lab_src], tile))
+    tiles = _stream.chunk_aligned(srcs, tile)
+    n_stream = -(-shape[0] // tiles[0]) * -(-shape[1] // tiles[1])
+    state = {"done": 0, "total": len(grid) + n_stream}
+
+    def step() -> None:
+        state["done"] += 1
+        if progress is not None:
+            progress(state["done"], state["total"])
+
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise Cancelled("marker quantification cancelled")
+
+    t0 = time.perf_counter()
+    boxes, cached = _tiles.label_boxes(
+        lab_src, grid, step=step, check=check, cache_bytes=int(cache_labels_mb * 1e6)
+    )
+    if cached is not None:
+        lab_src = _tiles.Source.of(cached, "labels")
+    t_pass1 = time.perf_counter() - t0
+    plan = _stream.plan_stream(boxes, shape, tiles, radius)
+    big = _stream.fallback_plans(boxes, plan.fallback, max(tiles), radius, shape)
+    state["total"] += len(big)
+    label_dtype = np.dtype(np.int64 if boxes.ids.max(initial=0) >= 2**31 else np.int32)
+    timing = {"read_s": 0.0, "wait_s": 0.0, "compute_s": 0.0, "channel_bytes": 0}
+    sources = [lab_src, *srcs]
+    regions = itertools.chain(
+        _stream.stream_regions(
+            sources, plan, shape, label_dtype, check=check, step=step, timing=timing
+        ),
+        _stream.read_plans(sources, big, shape, check=check, step=step),
+    )
+    parts: list[dict[str, np.ndarray]] = []
+    for lab, chans, region in regions:
+        t = time.perf_counter()
+        parts.append(_measure_region(lab, chans, names, region, boxes, gap, width))
+        timing["compute_s"] += time.perf_counter() - t
+    table = _to_table(parts, names, pixel_size_um)
+    table.attrs["quantify"] = {
+        "ring_px": (gap, width),
+        "tile": tiles,
+        "band_px": (plan.hb, plan.wb),
+        "n_direct_regions": len(big),
+        "pixel_size_um": pixel_size_um,
+        "channels": names,
+        "shape": tuple(shape),
+        "labels_pass_s": t_pass1,
+        "total_s": time.perf_counter() - t0,
+        **timing,
+    }
+    return table
+
+
+def quantify_acquisition(
+    acquisition: Any,
+    labels: Any,
+    markers: Sequence[str] = ("PRM1", "PNA"),
+    *,
+    level: int = 0,
+    ring_px: tuple[int, int] = (2, 6),
+    tile: int = 2048,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    cache_labels_mb: float = 256.0,
+) -> pd.DataFrame:
+    """:func:`quantify` the marker channels of a :class:`napari_hrs.io.Acquisition`.
+
+    Parameters
+    ----------
+    acquisition : Acquisition
+        Its ``channel(name, level)`` gives the (Y, X) marker channels; its ``pixel_size_um``
+        (at level 0) adds the µm columns.
+    labels : (Y, X) integer array
+        Cell labels of the same level's size.
+    markers : sequence of str
+        Roles or channel names to measure (``"PRM1"``, ``"PNA"``).
+    level : int
+        Pyramid level (0 = full resolution).
+    ring_px, tile, progress, cancel, cache_labels_mb
+        As for :func:`quantify`.
+
+    Raises
+    ------
+    ChannelRoleError
+        If a marker is not a role or channel of the acquisition (the message lists them).
+    """
+    chans = {}
+    for m in markers:
+        try:
+            chans[m] = acquisition.channel(m, level=level)
+        except (KeyError, IndexError, ValueError) as exc:  # ChannelRoleError is a ValueError
+            roles = sorted(getattr(acquisition, "roles", {}) or {})
+            found = list(getattr(acquisition, "channel_names", []) or [])
+            raise ChannelRoleError(
+                f"marker channel {m!r} not found in {getattr(acquisition, 'path', 'the image')}: "
+                f"roles {roles}, channels {found}. Name the channel (e.g. --channels "
+                f"PRM1=1,PNA=2) or choose markers among these."
+            ) from exc
+    if hasattr(acquisition, "pixel_size_at"):
+        px = acquisition.pixel_size_at(level)
+    else:
+        px = getattr(acquisition, "pixel_size_um", None) if level == 0 else None
+    return quantify(
+        chans, labels, ring_px=ring_px, pixel_size_um=px, tile=tile, progress=progress,
+        cancel=cancel, cache_labels_mb=cache_labels_mb,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- internals
+def _check_ring(ring_px: Sequence[int]) -> tuple[int, int]:
+    try:
+        gap, width = (int(v) for v in ring_px)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"ring_px must be (gap, width) in pixels, e.g. (2, 6); got {ring_px!r}"
+        ) from None
+    if gap < 0 or width < 1:
+        raise ValueError(f"ring_px needs gap >= 0 and width >= 1 pixels; got {ring_px!r}")
+    return gap, width
+
+
+def _measure_region(
+    lab: np.ndarray,
+    chans: list[np.ndarray],
+    names: list[str],
+    plan: _tiles.RegionPlan,
+    boxes: _tiles.LabelBoxes,
+    gap: int,
+    width: int,
+) -> dict[str, np.ndarray]:
+    """Measure all cells of one region, one crop-size bucket at a time.
+
+    ``lab`` and ``chans`` are the (Y, X) region ``plan.region`` (padded outside the image with
+    label -1); each cell's crop starts ``gap + width`` pixels above and left of its bounding box.
+    """
+    radius = gap + width
+    ry0, rx0 = plan.region[0].start, plan.region[1].start
+    out: dict[str, list[np.ndarray]] = {}
+    for hb, wb, cells in _tiles.buckets(boxes, plan.cells, radius):
+        ids = boxes.ids[cells]
+        oy = boxes.y0[cells] - radius - ry0
+        ox = boxes.x0[cells] - radius - rx0
+        stack = sliding_window_view(lab, (hb, wb))[oy, ox]  # (N, hb, wb) copy
+        inside = stack == ids[:, None, None]
+        ring = ring_mask(inside, stack != 0, gap, width, margin=True)
+        area, ys, xs = _moments(inside)
+        ring_n = ring.view(np.uint8).reshape(len(cells), -1).sum(axis=1, dtype=np.int64)
+        cols = {
+            "label_id": ids,
+            "area_px": area,
+            "centroid_y_px": (oy + ry0) + ys / area,
+            "centroid_x_px": (ox + rx0) + xs / area,
+            "bbox_x0": boxes.x0[cells],
+            "bbox_y0": boxes.y0[cells],
+            "bbox_x1": boxes.x1[cells],
+            "bbox_y1": boxes.y1[cells],
+            "ring_area_px": ring_n,
+        }
+        for name, ch in zip(names, chans, strict=True):
+            crop = sliding_window_view(ch, (hb, wb))[oy, ox]
+            cols.update(_marker_columns(name, crop[inside], area, crop[ring], ring_n))
+        for k, v in cols.items():
+            out.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _moments(inside: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area, sum of rows and sum of columns of each (N, H, W) mask, exactly: BLAS row sums of
+    0/1 values (integers below 2**24 in float32), then float64 sums (integers below 2**53)."""
+    n, h, w = inside.shape
+    ftype = np.float32 if w < 4096 else np.float64  # per-row sums < w**2 / 2 < 2**24: exact
+    f = inside.reshape(n * h, w).astype(ftype)
+    per_row = f @ np.stack([np.ones(w, ftype), np.arange(w, dtype=ftype)], axis=1)
+    per_row = per_row.astype(np.float64)
+    counts = per_row[:, 0].reshape(n, h)
+    area = counts.sum(axis=1)
+    xs = per_row[:, 1].reshape(n, h).sum(axis=1)
+    ys = counts @ np.arange(h, dtype=np.float64)
+    return area.astype(np.int64), ys, xs
+
+
+def _marker_columns(
+    name: str, vals: np.ndarray, area: np.ndarray, bg_vals: np.ndarray, ring_n: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The :data:`MEASURES` of one channel from segment values (cell pixels, ring pixels)."""
+    total = segment_sum(vals, area)
+    mean = total / area
+    bg = segment_median(bg_vals, ring_n)
+    _, bg_sd = segment_mean_sd(bg_vals, ring_n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sbr = np.where(bg > 0, mean / bg, np.nan)
+    return {
+        f"{name}_mean": mean,
+        f"{name}_median": segment_median(vals, area),
+        f"{name}_integrated": total,
+        f"{name}_background": bg,
+        f"{name}_background_sd": bg_sd,
+        f"{name}_mean_bgsub": mean - bg,
+        f"{name}_integrated_bgsub": total - bg * area,
+        f"{name}_sbr": sbr,
+    }
+
+
+_GEOMETRY = (
+    "label_id",
+    "area_px",
+    "centroid_y_px",
+    "centroid_x_px",
+    "bbox_x0",
+    "bbox_y0",
+    "bbox_x1",
+    "bbox_y1",
+    "ring_area_px",
+)
+
+
+def _to_table(
+    parts: list[dict[str, np.ndarray]], names: list[str], pixel_size_um: float | None
+) -> pd.DataFrame:
+    """Concatenate the regions' columns into one table sorted by label id."""
+    marker_cols = [f"{n}_{m}" for n in names for m in MEASURES]
+    keys = [*_GEOMETRY, *marker_cols]
+    if parts:
+        data = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+    else:
+        data = {k: np.zeros(0, np.int64 if k in _GEOMETRY[:1] else np.float64) for k in keys}
+    order = np.argsort(data["label_id"], kind="stable")
+    df = pd.DataFrame({k: data[k][order] for k in keys})
+    ints = [k for k in _GEOMETRY if k not in ("centroid_y_px", "centroid_x_px")]
+    df = df.astype(dict.fromkeys(ints, np.int64))
+    if pixel_size_um is not None:
+        px = float(pixel_size_um)
+        at = df.columns.get_loc("ring_area_px") + 1
+        df.insert(at, "area_um2", df["area_px"] * px * px)
+        df.insert(at, "centroid_x_um", df["centroid_x_px"] * px)
+        df.insert(at, "centroid_y_um", df["centroid_y_px"] * px)
+    return df

@@ -1,0 +1,101 @@
+"""``napari-hrs quantify``: end to end through a subprocess, errors in-process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from _markers_helpers import marker_scene, write_ngff
+from napari_hrs.cli import main
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quantify")
+    lab, chans, truth = marker_scene((160, 200), 30, seed=4)
+    lab = lab.astype(np.uint32)
+    bf = np.full(lab.shape, 200, np.uint16)
+    image = np.stack([bf, chans["PRM1"], chans["PNA"]])
+    ngff = write_ngff(tmp / "img.ome.zarr", image, ["brightfield", "PRM1", "PNA"], lab)
+    # a detection result: RESULT.zarr (NGFF labels at the root) holding detections.csv
+    write_ngff(tmp / "RESULT.zarr", None, [], lab)
+    classes = np.where(truth["label_id"] % 3 == 0, "red_blood_cell", "round_spermatid")
+    det = pd.DataFrame({"id": truth["label_id"], "class_name": classes, "score": 0.9})
+    det.to_csv(tmp / "RESULT.zarr" / "detections.csv", index=False)
+    det.assign(class_name="hRS").to_csv(tmp / "lab.csv", index=False)
+    tifffile.imwrite(tmp / "img.tif", np.stack([chans["PNA"], bf, chans["PRM1"]]))
+    tifffile.imwrite(tmp / "lab.tif", lab)
+    return tmp, ngff, truth
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "napari_hrs.cli", "quantify", *map(str, args)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_cli_ngff_labels_with_detections_beside(scene):
+    tmp, ngff, truth = scene
+    out, js = tmp / "cells.csv", tmp / "summary.json"
+    p = _run(ngff, tmp / "RESULT.zarr", "--out", out, "--summary-json", js, "--quiet")
+    assert p.returncode == 0, p.stderr
+    t = pd.read_csv(out)
+    assert len(t) == len(truth) and {"class_name", "score", "category"} <= set(t.columns)
+    merged = t.merge(truth, on="label_id")
+    for m in ("PRM1", "PNA"):
+        assert (merged[f"{m}_positive"] == merged[m]).mean() >= 0.95
+    s = json.loads(js.read_text())
+    n_hrs = int((truth["label_id"] % 3 != 0).sum())
+    assert s["n_cells"] == n_hrs and s["n_total"] == len(truth)
+    assert f"/ {n_hrs} =" in p.stdout and "detections.csv" in p.stdout
+    assert (t["centroid_x_um"] / t["centroid_x_px"]).round(6).eq(0.325).all()
+
+
+def test_cli_tiff_with_channel_roles_and_manual_thresholds(scene):
+    tmp, _, truth = scene
+    out = tmp / "tiff.csv"
+    p = _run(
+        tmp / "img.tif", tmp / "lab.tif", "--out", out, "--channels", "PNA=0,brightfield=1,PRM1=2",
+        "--threshold-prm1", "30", "--threshold-pna", "20", "--ring", "1,4", "--tile", "64", "-q",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    t = pd.read_csv(out).merge(truth, on="label_id")
+    assert (t["PRM1_positive"] == t["PRM1"]).mean() >= 0.95
+    assert "threshold PRM1: manual (mean_bgsub), threshold = 30" in p.stdout
+    assert "lab.csv" in p.stdout and (t["class_name"] == "hRS").all()  # found beside lab.tif
+
+
+def test_cli_labels_of_the_image_itself_and_all_cells(scene, capsys):
+    tmp, ngff, truth = scene
+    rc = main(["quantify", str(ngff), str(ngff), "--out", str(tmp / "gt.csv"), "-q",
+               "--method", "background_sd", "--all-cells"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and f"cells counted: {len(truth)} of {len(truth)} (all" in out
+    assert len(pd.read_csv(tmp / "gt.csv")) == len(truth)
+
+
+@pytest.mark.parametrize(
+    ("extra", "labels", "message"),
+    [
+        ([], "small.tif", "(160, 200)"),
+        (["--markers", "PRM1,DAPI"], None, "DAPI"),
+        (["--method", "manual", "--threshold-prm1", "3"], None, "--threshold-pna"),
+        (["--ring", "2"], None, "GAP,WIDTH"),
+        (["--detections", "nope.csv"], None, "nope.csv"),
+    ],
+)
+def test_cli_user_errors_are_one_line(scene, capsys, extra, labels, message):
+    tmp, ngff, _ = scene
+    tifffile.imwrite(tmp / "small.tif", np.zeros((150, 200), np.uint16))
+    lab = tmp / labels if labels else ngff / "labels" / "cells"
+    rc = main(["quantify", str(ngff), str(lab), "--out", str(tmp / "x.csv"), "-q", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+    assert "Traceback" not in err

@@ -1,0 +1,232 @@
+"""Per-cell quantification: exact numbers, tiling invariance, inputs, errors."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from _markers_helpers import disk_scene, naive_quantify
+from napari_hrs.errors import AcquisitionError, Cancelled, ChannelRoleError
+from napari_hrs.markers import MEASURES, quantify, quantify_acquisition
+
+
+def _hand_made() -> tuple[np.ndarray, np.ndarray]:
+    """Cell 1: 2x2 at rows/cols 4-5, values 10..40; cell 2 above it sits in cell 1's ring."""
+    lab = np.zeros((12, 12), np.int32)
+    lab[4:6, 4:6] = 1
+    lab[1:3, 4:6] = 2
+    ch = np.full((12, 12), 1000, np.uint16)
+    ch[4:6, 4:6] = [[10, 20], [30, 40]]
+    ch[1:3, 4:6] = 500
+    # the ring of cell 1 for gap 1, width 1 (1 < d <= 2), minus the two pixels of cell 2
+    ring = [(3, 3), (3, 6), (6, 3), (6, 6), (7, 4), (7, 5), (4, 2), (5, 2), (4, 7), (5, 7)]
+    for v, (y, x) in enumerate(ring, start=1):
+        ch[y, x] = v
+    return lab, ch
+
+
+def test_hand_made_cell_exact_numbers():
+    lab, ch = _hand_made()
+    t = quantify({"PRM1": ch}, lab, ring_px=(1, 1))
+    r = t.set_index("label_id").loc[1]
+    assert r["area_px"] == 4
+    assert (r["centroid_y_px"], r["centroid_x_px"]) == (4.5, 4.5)
+    assert (r["bbox_x0"], r["bbox_y0"], r["bbox_x1"], r["bbox_y1"]) == (4, 4, 6, 6)
+    assert r["ring_area_px"] == 10
+    assert r["PRM1_mean"] == 25.0
+    assert r["PRM1_median"] == 25.0
+    assert r["PRM1_integrated"] == 100.0
+    assert r["PRM1_background"] == 5.5
+    assert r["PRM1_background_sd"] == pytest.approx(np.sqrt(8.25))
+    assert r["PRM1_mean_bgsub"] == 19.5
+    assert r["PRM1_integrated_bgsub"] == 100.0 - 5.5 * 4
+    assert r["PRM1_sbr"] == pytest.approx(25.0 / 5.5)
+    assert list(t["label_id"]) == [1, 2]
+    assert t.set_index("label_id").loc[2, "PRM1_mean"] == 500.0
+
+
+def test_column_layout_and_pixel_size():
+    lab, ch = _hand_made()
+    t = quantify({"PRM1": ch, "PNA": ch}, lab, pixel_size_um=0.5)
+    geometry = ["label_id", "area_px", "centroid_y_px", "centroid_x_px"]
+    assert list(t.columns[:4]) == geometry
+    assert [c for c in t.columns if c.startswith("PNA_")] == [f"PNA_{m}" for m in MEASURES]
+    r = t.set_index("label_id").loc[1]
+    assert r["area_um2"] == pytest.approx(1.0)
+    assert r["centroid_y_um"] == pytest.approx(2.25)
+    assert t["label_id"].dtype == np.int64 and t["area_px"].dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("ring", "dtype"),
+    [((2, 6), np.uint16), ((0, 1), np.uint8), ((1, 3), np.float32), ((3, 2), np.int16)],
+)
+def test_matches_naive_reference(ring, dtype):
+    lab = disk_scene((96, 120), 30, seed=3)
+    rng = np.random.default_rng(1)
+    lo = -500 if dtype == np.int16 else 0
+    hi = 250 if dtype == np.uint8 else 3000
+    ch = rng.integers(lo, hi, lab.shape).astype(dtype)
+    if dtype == np.float32:
+        ch = (ch + rng.random(lab.shape)).astype(np.float32)
+    got = quantify({"M": ch}, lab, ring_px=ring, tile=40)
+    ref = naive_quantify({"M": ch}, lab, *ring)
+    for col in ref.columns:
+        np.testing.assert_allclose(got[col], ref[col], rtol=1e-9, err_msg=col)
+
+
+@pytest.mark.parametrize("tile", [16, 23, 50, 64, 127])
+def test_tiled_equals_whole_image_exactly(tile):
+    lab = disk_scene((150, 170), 45, radius=(3.0, 14.0), seed=5)
+    lab[60:75, 58:100] = 999  # a wide cell across several tile borders
+    rng = np.random.default_rng(2)
+    chans = {
+        "PRM1": rng.integers(0, 4096, lab.shape).astype(np.uint16),
+        "PNA": rng.normal(100, 20, lab.shape).astype(np.float32),
+    }
+    whole = quantify(chans, lab, tile=4096)
+    tiled = quantify(chans, lab, tile=tile)
+    pd.testing.assert_frame_equal(whole, tiled, check_exact=True)
+
+
+@pytest.mark.parametrize(("chunks", "tile"), [(25, 32), (64, 16), ((40, 70), 100), (30, 4096)])
+def test_chunked_dask_input_equals_whole_image(chunks, tile):
+    lab = disk_scene((150, 170), 45, radius=(3.0, 14.0), seed=6)
+    ch = np.random.default_rng(3).integers(0, 4096, lab.shape).astype(np.uint16)
+    whole = quantify({"PRM1": ch}, lab, tile=4096)
+    lazy = {"PRM1": da.from_array(ch, chunks=chunks)}
+    got = quantify(lazy, da.from_array(lab, chunks=chunks), tile=tile, cache_labels_mb=0)
+    pd.testing.assert_frame_equal(whole, got, check_exact=True)
+    cached = quantify(lazy, da.from_array(lab, chunks=chunks), tile=tile)
+    pd.testing.assert_frame_equal(whole, cached, check_exact=True)
+
+
+def test_cell_larger_than_tile_and_on_corners():
+    lab = np.zeros((90, 90), np.int32)
+    yy, xx = np.mgrid[:90, :90]
+    lab[(yy - 45) ** 2 + (xx - 45) ** 2 < 30**2] = 7  # 60 px across, tiles of 16
+    lab[0:5, 0:6] = 3  # touches the image corner: ring truncated
+    lab[85:90, 80:90] = 4
+    ch = (yy * 90 + xx).astype(np.float32)
+    got = quantify({"c": ch}, lab, ring_px=(2, 4), tile=16)
+    ref = naive_quantify({"c": ch}, lab, 2, 4)
+    for col in ref.columns:
+        np.testing.assert_allclose(got[col], ref[col], rtol=1e-12, err_msg=col)
+
+
+def test_ring_excludes_neighbouring_cells():
+    lab = np.zeros((40, 40), np.int32)
+    lab[15:25, 10:20] = 1
+    lab[15:25, 22:32] = 2  # 2 px away, well inside cell 1's ring
+    ch = np.full(lab.shape, 100, np.uint16)
+    ch[lab == 1] = 300
+    ch[lab == 2] = 10000
+    r = quantify({"PNA": ch}, lab, ring_px=(1, 6)).set_index("label_id")
+    assert r.loc[1, "PNA_background"] == 100
+    assert r.loc[1, "PNA_background_sd"] == 0
+    assert r.loc[1, "PNA_mean_bgsub"] == 200
+    assert r.loc[2, "PNA_background"] == 100
+
+
+def test_cell_without_background_ring():
+    lab = np.ones((8, 8), np.int32)
+    lab[:, 4:] = 2
+    t = quantify({"PRM1": np.full((8, 8), 7, np.uint8)}, lab)
+    assert (t["ring_area_px"] == 0).all()
+    assert t["PRM1_background"].isna().all() and t["PRM1_sbr"].isna().all()
+    assert (t["PRM1_mean"] == 7).all()
+
+
+def _variants(lab, ch):
+    z = zarr.create_array(store={}, shape=ch.shape, chunks=(32, 32), dtype=ch.dtype)
+    z[:] = ch
+    zl = zarr.create_array(store={}, shape=lab.shape, chunks=(20, 50), dtype=lab.dtype)
+    zl[:] = lab
+    return {
+        "numpy": (ch, lab),
+        "dask": (da.from_array(ch, chunks=25), da.from_array(lab, chunks=30)),
+        "zarr": (z, zl),
+        "leading-1": (ch[None], lab[None, None]),
+    }
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask", "zarr", "leading-1"])
+def test_array_kinds_give_the_same_table(kind):
+    lab = disk_scene((70, 90), 15, seed=8)
+    ch = np.random.default_rng(0).integers(0, 999, lab.shape).astype(np.uint16)
+    ref = quantify({"PRM1": ch}, lab, tile=32)
+    c, lb = _variants(lab, ch)[kind]
+    pd.testing.assert_frame_equal(quantify({"PRM1": c}, lb, tile=32), ref, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "offset"),
+    [(np.uint8, 0), (np.uint16, 0), (np.uint32, 0), (np.int64, 0), (np.uint64, 2**40), (bool, 0)],
+)
+def test_label_dtypes_and_huge_ids(dtype, offset):
+    lab = disk_scene((60, 80), 12 if dtype is not bool else 1, seed=4)
+    ch = np.random.default_rng(0).integers(0, 999, lab.shape).astype(np.uint16)
+    ref = quantify({"c": ch}, lab)
+    lab2 = np.where(lab > 0, lab.astype(np.uint64) + offset, 0).astype(dtype)
+    got = quantify({"c": ch}, lab2, tile=32)
+    assert list(got["label_id"]) == [int(i) + offset for i in ref["label_id"]]
+    cols = [c for c in ref.columns if c != "label_id"]
+    pd.testing.assert_frame_equal(got[cols], ref[cols], check_exact=True)
+
+
+def test_no_cells_gives_an_empty_table_with_all_columns():
+    t = quantify({"PRM1": np.zeros((20, 20), np.uint16)}, np.zeros((20, 20), np.int32))
+    assert len(t) == 0
+    assert "PRM1_background_sd" in t.columns and "ring_area_px" in t.columns
+
+
+def test_progress_reports_every_tile_and_cancel_stops():
+    lab = disk_scene((64, 64), 10, seed=1)
+    ch = np.ones_like(lab, dtype=np.uint8)
+    seen = []
+    quantify({"c": ch}, lab, tile=16, progress=lambda d, n: seen.append((d, n)))
+    done = [d for d, _ in seen]
+    assert done == list(range(1, len(seen) + 1))  # one call per tile or region, in order
+    assert seen[-1][0] == seen[-1][1] >= 32  # 16 label tiles + 16 channel tiles (+ big cells)
+    with pytest.raises(Cancelled):
+        quantify({"c": ch}, lab, tile=16, cancel=lambda: len(seen) > 40,
+                 progress=lambda d, n: seen.append((d, n)))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("channels", "labels", "ring", "match"),
+    [
+        ({"PRM1": np.zeros((10, 12))}, np.zeros((10, 11), int), (2, 6), r"\(10, 12\).*\(10, 11\)"),
+        ({"PRM1": np.zeros((10, 12))}, np.zeros((10, 12), float), (2, 6), "integer"),
+        ({"PRM1": np.zeros((2, 10, 12))}, np.zeros((10, 12), int), (2, 6), "2-D"),
+        ({"PRM1": np.zeros((10, 12))}, -np.ones((10, 12), int), (2, 6), ">= 0"),
+        ({"PRM1": np.zeros((10, 12))}, np.zeros((10, 12), int), (2, 0), "width >= 1"),
+    ],
+)
+def test_clear_errors(channels, labels, ring, match):
+    with pytest.raises(ValueError, match=match):
+        quantify(channels, labels, ring_px=ring)
+
+
+def test_quantify_acquisition_uses_roles_and_pixel_size():
+    from napari_hrs.io import Acquisition
+
+    lab = disk_scene((50, 60), 8, seed=2)
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 500, (3, 50, 60)).astype(np.uint16)
+    acq = Acquisition(
+        path="mem.zarr", levels=[data], channel_names=["BF", "Cy5", "FITC"],
+        pixel_size_um=0.25, roles={"brightfield": 0, "PRM1": 1, "PNA": 2},
+    )  # fmt: skip
+    t = quantify_acquisition(acq, lab, tile=32)
+    ref = quantify({"PRM1": data[1], "PNA": data[2]}, lab, pixel_size_um=0.25)
+    pd.testing.assert_frame_equal(t, ref, check_exact=True)
+    acq.roles = {"brightfield": 0}
+    acq.channel_names = ["BF", "a", "b"]
+    with pytest.raises(ChannelRoleError, match="BF"):
+        quantify_acquisition(acq, lab)
+    with pytest.raises(AcquisitionError):
+        quantify_acquisition(acq, lab[:-1], markers=("a",))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from napari_hrs.io.export._atomic import (
     Cancel,
     PathLike,
     Progress,
+    _check_target,
     _json_default,
     _tick,
     atomic_target,
@@ -93,44 +94,66 @@ def save_labels_tiff(
     return Path(path)
 
 
-def _write_pyramid(group: Any, arr: Any, chunk: int, progress: Progress | None,
-                   cancel: Cancel | None) -> list[str]:  # fmt: skip
-    """Write ``arr`` as ``0`` and its 2x nearest-neighbour levels ``1, 2, ...`` into ``group``."""
-    import dask.array as da
-
-    shapes = [tuple(int(s) for s in arr.shape)]
-    while max(shapes[-1]) > chunk and min(shapes[-1]) >= 2:
-        shapes.append(tuple(-(-s // 2) for s in shapes[-1]))
-    total = sum(len(_blocks(s, chunk)) for s in shapes)
-    done, src, paths = 0, arr, []
-    for i, shape in enumerate(shapes):
-        dst = group.create_array(str(i), shape=shape, dtype=arr.dtype, fill_value=0,
-                                 chunks=(min(chunk, shape[0]), min(chunk, shape[1])))  # fmt: skip
-        for sl in _blocks(shape, chunk):
-            block = np.asarray(src[sl].compute())
-            if block.any():
-                dst[sl] = block
-            done += 1
-            _tick(progress, cancel, done, total)
-        paths.append(str(i))
-        src = da.from_zarr(dst)[::2, ::2]
-    return paths
+def _level_shape(shape: tuple[int, ...], level: int) -> tuple[int, ...]:
+    """Shape of pyramid level ``level`` (each level halves, rounding up)."""
+    return tuple(-(-int(s) // 2**level) for s in shape)
 
 
-def _ngff_attrs(name: str, paths: list[str], pixel_size_um: float | None, zarr_format: int,
-                source: bool, metadata: Mapping[str, Any] | None) -> dict:  # fmt: skip
-    unit = {"unit": "micrometer"} if pixel_size_um else {}
-    base = pixel_size_um or 1.0
-    ms = {"name": name,
-          "axes": [{"name": a, "type": "space", **unit} for a in "yx"],
-          "datasets": [{"path": p, "coordinateTransformations": [
-              {"type": "scale", "scale": [base * 2**i, base * 2**i]}]} for i, p in enumerate(paths)]}  # fmt: skip
-    label = {"source": {"image": "../../"}} if source else {}
-    extra = {"napari_hrs": dict(metadata or {})}
-    if zarr_format == 3:
-        return {"ome": {"version": "0.5", "multiscales": [ms], "image-label": label}, **extra}
-    return {"multiscales": [{"version": "0.4", **ms}],
-            "image-label": {"version": "0.4", **label}, **extra}  # fmt: skip
+def _fill(dst: Any, arr: Any, chunk: int, tick: Callable[[int], None]) -> None:
+    """Copy ``arr`` into the zarr array ``dst`` block by block (empty blocks are skipped)."""
+    for k, sl in enumerate(_blocks(tuple(int(s) for s in arr.shape), chunk)):
+        block = np.asarray(arr[sl].compute())
+        if block.any():
+            dst[sl] = block
+        tick(k + 1)
+
+
+def _via_ngff(arr: Any, where: Path, name: str, *, pixel_size_um: float | None,
+              metadata: Mapping[str, Any] | None, overwrite: bool, chunk: int,
+              progress: Progress | None, cancel: Cancel | None) -> Path:  # fmt: skip
+    """Write with :func:`napari_hrs.io.ngff.labels_writer` (NGFF 0.4): a new label zarr at
+    ``where``, or ``labels/<name>`` when ``where`` is an NGFF 0.4 image."""
+    import zarr
+
+    from napari_hrs.io import ngff
+
+    shape = tuple(int(s) for s in arr.shape)
+    chunks = (min(chunk, shape[0]), min(chunk, shape[1]))
+    n_levels = ngff.n_levels_for(shape)
+    n0 = len(_blocks(shape, chunk))
+    total = n0 + sum(  # output chunks of the pyramid levels (what fill_pyramid reports)
+        -(-lv[0] // chunks[0]) * -(-lv[1] // chunks[1])
+        for lv in (_level_shape(shape, i) for i in range(1, n_levels))
+    )
+    inside = _is_image(where, 2)
+    label_attrs = {"source": {"image": "../../"}} if inside else {}
+    with ngff.labels_writer(
+        where, name, shape, chunks=chunks, dtype=arr.dtype.name, pixel_size_um=pixel_size_um,
+        n_levels=n_levels, overwrite=overwrite, image_label=label_attrs, cancel=cancel,
+        progress=None if progress is None else (lambda d, t: progress(n0 + d, total)),
+    ) as level0:  # fmt: skip
+        _fill(level0, arr, chunk, lambda k: _tick(progress, cancel, k, total))
+        group = zarr.open_group(store=level0.store, mode="r+", zarr_format=2)
+        group.attrs["napari_hrs"] = json.loads(json.dumps(dict(metadata or {}), default=_json_default))  # fmt: skip
+    return where / "labels" / name if inside else where
+
+
+def _is_image(path: Path, zarr_format: int | None = None) -> bool:
+    """Whether ``path`` is an OME-Zarr image group (multiscales, not a label image)."""
+    import zarr
+
+    from napari_hrs.io._zarr import ome_attrs
+
+    if not path.is_dir():
+        return False
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception:  # not a zarr group
+        return False
+    if zarr_format is not None and int(group.metadata.zarr_format) != zarr_format:
+        return False
+    attrs = ome_attrs(group)
+    return bool(attrs.get("multiscales")) and "image-label" not in attrs
 
 
 def save_labels_zarr(
@@ -142,34 +165,79 @@ def save_labels_zarr(
     metadata: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     chunk: int = 1024,
-    zarr_format: int = 3,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
-    _source: bool = False,
 ) -> Path:
-    """Write a ``(Y, X)`` label image as a new NGFF label image (multiscale, 2x pyramid).
+    """Write a ``(Y, X)`` label image as a new NGFF 0.4 label zarr (2x pyramid), atomically.
 
     Parameters
     ----------
     labels : (Y, X) integer array or list of levels
     path : path
-        The new zarr group (``labels.zarr``).
+        The new zarr group (``labels.zarr``); an existing one is replaced only with ``overwrite``.
     pixel_size_um : float, optional
         Level-0 pixel size (µm) for the NGFF scale transforms.
     metadata : mapping, optional
         Provenance, stored under the ``napari_hrs`` attribute.
-    zarr_format : 2 or 3
-        NGFF 0.4 (zarr v2) or 0.5 (zarr v3).
+    chunk : int
+        Chunk edge in pixels.
     """
+    arr = _as_labels(labels)
+    target = _check_target(path, overwrite)
+    if _is_image(target):
+        raise FileExistsError(f"{target} is an OME-Zarr image; pass another path, or use "
+                              "save_labels_ngff to add labels inside it")  # fmt: skip
+    # labels_writer writes aside too, but would add labels *inside* an existing label zarr
+    with atomic_target(target, overwrite=overwrite) as tmp:
+        _via_ngff(arr, tmp, name or target.name.split(".")[0], pixel_size_um=pixel_size_um,
+                  metadata=metadata, overwrite=False, chunk=int(chunk), progress=progress,
+                  cancel=cancel)  # fmt: skip
+    return target
+
+
+def _write_v3(arr: Any, image: Path, name: str, *, pixel_size_um: float | None,
+              metadata: Mapping[str, Any] | None, overwrite: bool, chunk: int,
+              progress: Progress | None, cancel: Cancel | None) -> Path:  # fmt: skip
+    """``labels/<name>`` inside an NGFF 0.5 (zarr v3) image (:mod:`napari_hrs.io.ngff` writes
+    NGFF 0.4 only): same layout, 2x nearest pyramid, written aside and renamed into place."""
+    import dask.array as da
     import zarr
 
-    arr = _as_labels(labels)
-    target = Path(path)
+    from napari_hrs.io import ngff
+    from napari_hrs.io._zarr import ome_attrs
+
+    shape = tuple(int(s) for s in arr.shape)
+    shapes = [_level_shape(shape, i) for i in range(ngff.n_levels_for(shape))]
+    total = sum(len(_blocks(s, chunk)) for s in shapes)
+    target = image / "labels" / name
+    done = 0
+
+    def tick(_k: int) -> None:
+        nonlocal done
+        done += 1
+        _tick(progress, cancel, done, total)
+
     with atomic_target(target, overwrite=overwrite) as tmp:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
-        paths = _write_pyramid(group, arr, int(chunk), progress, cancel)
-        group.attrs.update(_ngff_attrs(name or target.name.split(".")[0], paths, pixel_size_um,
-                                       zarr_format, _source, metadata))  # fmt: skip
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        src = arr
+        for i, lshape in enumerate(shapes):
+            dst = group.create_array(str(i), shape=lshape, dtype=arr.dtype, fill_value=0,
+                                     chunks=(min(chunk, lshape[0]), min(chunk, lshape[1])))  # fmt: skip
+            _fill(dst, src, chunk, tick)
+            src = da.from_zarr(dst)[::2, ::2]
+        unit = {"unit": "micrometer"} if pixel_size_um else {}
+        base = pixel_size_um or 1.0
+        ms = {"name": name, "axes": [{"name": a, "type": "space", **unit} for a in "yx"],
+              "datasets": [{"path": str(i), "coordinateTransformations": [
+                  {"type": "scale", "scale": [base * 2**i, base * 2**i]}]}
+                  for i in range(len(shapes))]}  # fmt: skip
+        group.attrs.update({"ome": {"version": "0.5", "multiscales": [ms],
+                                    "image-label": {"source": {"image": "../../"}}},
+                            "napari_hrs": dict(metadata or {})})  # fmt: skip
+    lab_group = zarr.open_group(str(image / "labels"), mode="a", zarr_format=3)
+    lattrs = ome_attrs(lab_group)
+    names = [n for n in lattrs.get("labels", []) if n != name] + [name]
+    lab_group.attrs.update({"ome": {**lattrs, "version": "0.5", "labels": names}})
     return target
 
 
@@ -188,7 +256,8 @@ def save_labels_ngff(
     """Add a label image as ``labels/<name>`` inside an OME-Zarr image (NGFF 0.4 or 0.5).
 
     The image arrays are never opened for writing; the label group is written aside, renamed
-    into place, and only then listed in ``labels``'s attributes.
+    into place, and only then listed in ``labels``'s attributes. NGFF 0.4 images are written
+    with :func:`napari_hrs.io.ngff.labels_writer`.
 
     Parameters
     ----------
@@ -207,25 +276,18 @@ def save_labels_ngff(
     except Exception as exc:  # not a zarr group
         raise AcquisitionError(f"{image} is not a zarr group ({exc}); pick an OME-Zarr image or "
                                "export to a new .zarr / .tif") from exc  # fmt: skip
-    attrs = ome_attrs(group)
-    if not attrs.get("multiscales"):
+    if not ome_attrs(group).get("multiscales"):
         raise AcquisitionError(f"{image} has no NGFF 'multiscales' image; pick the image group "
                                "of an OME-Zarr or export to a new .zarr / .tif")  # fmt: skip
-    fmt = int(group.metadata.zarr_format)
-    arr = _as_labels(labels)
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"label name {name!r} is not a plain name; pass e.g. 'detections'")
-    out = save_labels_zarr(arr, image / "labels" / name, name=name, pixel_size_um=pixel_size_um,
-                           metadata=metadata, overwrite=overwrite, chunk=chunk, zarr_format=fmt,
-                           progress=progress, cancel=cancel, _source=True)  # fmt: skip
-    lab_group = zarr.open_group(str(image / "labels"), mode="a", zarr_format=fmt)
-    lattrs = ome_attrs(lab_group)
-    names = [n for n in lattrs.get("labels", []) if n != name] + [name]
-    if fmt == 3:
-        lab_group.attrs.update({"ome": {**lattrs, "version": "0.5", "labels": names}})
-    else:
-        lab_group.attrs.update({"labels": names})
-    return out
+    _check_target(image / "labels" / name, overwrite)
+    kw = {"pixel_size_um": pixel_size_um, "metadata": metadata, "overwrite": overwrite,
+          "chunk": int(chunk), "progress": progress, "cancel": cancel}  # fmt: skip
+    arr = _as_labels(labels)
+    if int(group.metadata.zarr_format) == 3:
+        return _write_v3(arr, image, name, **kw)
+    return _via_ngff(arr, image, name, **kw)
 
 
 def save_labels(labels: Any, path: PathLike, **kwargs: Any) -> Path:

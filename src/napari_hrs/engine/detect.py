@@ -1,0 +1,339 @@
+"""Whole-image detection: tile, predict, stitch without seams, stream the result to disk.
+
+:func:`detect` reads the brightfield channel of an :class:`~napari_hrs.io.Acquisition` lazily,
+tile by tile (row-major), maps intensities with one range estimated on a low-resolution level
+(never per tile), resamples each tile to the model's pixel size when they differ, runs the
+:class:`~napari_hrs.engine.predictor.Predictor` on batches of tiles (the next batch is read
+while the current one runs), keeps each instance only in the tile that owns it, merges the
+duplicates of neighbouring tiles (:mod:`napari_hrs.engine.tiling`), and writes labels and
+table rows as soon as they are final (:class:`~napari_hrs.engine.results.ResultWriter`).
+
+Memory is bounded by the tile size, the batch size and one band of tile rows, whatever the
+image size: at most ``2 * batch`` tiles of pixels and two tile rows of (small, box-sized)
+instance masks are held.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_hrs.engine.intensity import IntensityRange, estimate_range
+from napari_hrs.engine.masks import paste_mask
+from napari_hrs.engine.results import DetectionResult, ResultWriter, read_detection_result
+from napari_hrs.engine.tiling import Instance, Stitcher, Tile, TileGrid
+from napari_hrs.errors import AcquisitionError
+
+__all__ = ["RESAMPLE_TOLERANCE", "default_overlap", "detect", "intensity_range", "resolve_output"]
+
+#: resample tiles when image and model pixel sizes differ by more than this fraction
+RESAMPLE_TOLERANCE = 0.05
+#: extra overlap (model pixels, each side) beyond the largest object diameter
+OVERLAP_MARGIN = 16
+#: largest object diameter assumed when the model does not say (model pixels)
+FALLBACK_OBJECT_SIZE = 96
+
+
+def default_overlap(max_object_size_px: float | None) -> int:
+    """Tile overlap (model pixels): the largest object diameter plus a margin on each side."""
+    size = FALLBACK_OBJECT_SIZE if max_object_size_px is None else float(max_object_size_px)
+    return int(math.ceil(size)) + 2 * OVERLAP_MARGIN
+
+
+def intensity_range(acq: Any, level: int = 0, max_pixels: int = 4_000_000) -> IntensityRange:
+    """One intensity range for the whole brightfield channel, from a low-resolution level.
+
+    The finest level at or below ``level`` with at most ``4 * max_pixels`` pixels is sampled;
+    without such a level (no pyramid), a regular grid of small windows is read instead, so a
+    whole slide is never loaded.
+    """
+    n = len(acq.levels)
+    candidates = [lv for lv in range(level, n) if math.prod(acq.levels[lv].shape[1:]) <= 4 * max_pixels]  # fmt: skip
+    if candidates:
+        return estimate_range(acq.channel("brightfield", candidates[0]), max_pixels=max_pixels)
+    chan = acq.channel("brightfield", n - 1)
+    h, w = chan.shape
+    win, k = 128, 16  # 16 x 16 windows of 128 x 128 = 4 M pixels
+    ys = np.linspace(0, h - win, k).astype(int)
+    xs = np.linspace(0, w - win, k).astype(int)
+    rows = [np.concatenate([np.asarray(chan[y : y + win, x : x + win]) for x in xs], axis=1) for y in ys]  # fmt: skip
+    return estimate_range(np.concatenate(rows, axis=0), max_pixels=max_pixels)
+
+
+def resolve_output(acq: Any, out: str | Path | None, name: str) -> tuple[Path, Path | None, int]:
+    """(result path, labels group of the image or None, zarr format)."""
+    if out is not None:
+        return Path(out).expanduser(), None, 3
+    fmt = str(getattr(acq, "format", "") or "")
+    if not fmt.startswith("ome-zarr"):
+        raise AcquisitionError(
+            f"{acq.path} is not an OME-Zarr ({fmt or 'in memory'}), so the labels cannot be "
+            "stored inside it; pass out='RESULT.zarr'"
+        )
+    group_dir = Path(acq.path) / (acq.metadata.get("zarr_group") or "")
+    import os
+
+    if not os.access(group_dir, os.W_OK):
+        raise AcquisitionError(f"{group_dir} is not writable; pass out='RESULT.zarr'")
+    zarr_format = 3 if fmt.split()[-1].startswith("0.5") else 2
+    return group_dir / "labels" / name, group_dir / "labels", zarr_format
+
+
+class _TileReader:
+    """Read, normalise and resample tiles; counts the tiles held in memory."""
+
+    def __init__(self, channel: Any, rng: IntensityRange, scale: float) -> None:
+        self.channel, self.rng, self.scale = channel, rng, scale
+        self.lock = threading.Lock()
+        self.held = 0
+        self.max_held = 0
+        self.seconds = 0.0
+
+    def load(self, tiles: list[Tile]) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        out = []
+        for t in tiles:
+            raw = np.asarray(
+                self.channel[t.y0 : t.y1, t.x0 : t.x1].compute(scheduler="synchronous")
+            )
+            img = self.rng.apply(raw)
+            if self.scale != 1.0:
+                img = _resize(img, self.scale)
+            out.append(img)
+        with self.lock:
+            self.held += len(tiles)
+            self.max_held = max(self.max_held, self.held)
+            self.seconds += time.perf_counter() - t0
+        return out
+
+    def release(self, n: int) -> None:
+        with self.lock:
+            self.held -= n
+
+
+def _resize(img: np.ndarray, scale: float) -> np.ndarray:
+    """Bilinear (antialiased when shrinking) resize of a (Y, X) float32 image by ``scale``."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = img.shape
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    t = torch.from_numpy(np.ascontiguousarray(img))[None, None]
+    out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+    return out[0, 0].numpy()
+
+
+def _instances(dets: Any, tile: Tile, image_shape: tuple[int, int]) -> tuple[list[Instance], int]:
+    """Owned detections of one tile, boxes mapped to image pixels, masks pasted; and the number
+    of detections not owned by the tile."""
+    if len(dets) == 0:
+        return [], 0
+    th, tw = tile.shape
+    mh, mw = dets.image_size
+    sx, sy = tw / mw, th / mh
+    boxes = dets.boxes.astype(np.float64) * np.array([sx, sy, sx, sy])
+    boxes += np.array([tile.x0, tile.y0, tile.x0, tile.y0], np.float64)
+    mine = tile.owns((boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2)
+    out = []
+    for i in np.nonzero(mine)[0]:
+        mask, offset = paste_mask(dets.mask_probs[i], boxes[i], image_shape)
+        inst = Instance(boxes[i], float(dets.scores[i]), int(dets.classes[i]), mask, offset)
+        if inst.area:
+            out.append(inst)
+    return out, int((~mine).sum())
+
+
+def detect(
+    acquisition: Any,
+    model: Any,
+    *,
+    tile: int = 1024,
+    overlap: int | None = None,
+    batch: int = 4,
+    out: str | Path | None = None,
+    level: int = 0,
+    resample: bool = True,
+    score_threshold: float = 0.5,
+    device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    name: str = "detections",
+    overwrite: bool = False,
+    merge_iou: float = 0.5,
+    max_detections: int | None = None,
+    intensity: IntensityRange | None = None,
+    chunk: int = 1024,
+) -> DetectionResult:
+    """Detect instances in a whole acquisition, tile by tile, and write the result.
+
+    Parameters
+    ----------
+    acquisition : Acquisition or path
+        The image (its brightfield channel is used); a path is opened with
+        :func:`napari_hrs.io.open_acquisition`.
+    model : Predictor, Loaded, model, or spec
+        Anything :class:`~napari_hrs.engine.predictor.Predictor` accepts (``"compact"``, a
+        checkpoint path, a loaded model), or a ready Predictor (then ``score_threshold``,
+        ``batch``, ``device`` and ``max_detections`` are its own).
+    tile : int
+        Tile edge in model-input pixels (image pixels unless resampling).
+    overlap : int, optional
+        Tile overlap in model-input pixels; default the model's largest object diameter
+        (``cfg.max_object_size_px``) plus 2 x 16 pixels.
+    batch : int
+        Tiles per forward pass.
+    out : path, optional
+        A new result store (``RESULT.zarr``); default ``labels/<name>`` inside the image when
+        it is a writable OME-Zarr (the image arrays are never modified).
+    level : int
+        Pyramid level to detect on (0 = full resolution); result pixels are that level's.
+    resample : bool
+        Resample tiles to the model's pixel size when both pixel sizes are known and differ by
+        more than 5 %; results are mapped back to image pixels.
+    score_threshold : float
+        Minimum detection score.
+    device : str, optional
+        ``"cpu"`` / ``"cuda"``; default CUDA when available.
+    progress : callable, optional
+        ``progress(tiles_done, tiles_total)`` after every batch.
+    cancel : callable, optional
+        Return True to stop; the result is then written with ``status: "incomplete"``.
+    name : str
+        Label image name inside an OME-Zarr (``labels/<name>``).
+    overwrite : bool
+        Replace an existing result at the target path.
+    merge_iou : float
+        Mask IoU from which two instances of neighbouring tiles are one cell.
+    max_detections : int, optional
+        Per tile; default the model's ``detections_per_image`` (100 when unknown).
+    intensity : IntensityRange, optional
+        Override the intensity mapping (default: estimated once on a low-resolution level).
+    chunk : int
+        Chunk edge of the label image (pixels).
+
+    Returns
+    -------
+    DetectionResult
+        The written result, read back lazily.
+    """
+    from napari_hrs import __version__
+    from napari_hrs.engine.predictor import Predictor, _cfg_get
+
+    t_start = time.perf_counter()
+    if isinstance(acquisition, (str, Path)):
+        from napari_hrs.io import open_acquisition
+
+        acquisition = open_acquisition(acquisition)
+    acq = acquisition
+    if isinstance(model, Predictor):
+        predictor = model
+    else:
+        predictor = Predictor(model, device=device, score_threshold=score_threshold,
+                              max_detections=max_detections or 100, batch_size=batch)  # fmt: skip
+        if max_detections is None:
+            per_tile = _cfg_get(predictor.cfg, "detections_per_image", None)
+            predictor.max_detections = int(per_tile or 100)
+    channel = acq.channel("brightfield", level)
+    shape = (int(channel.shape[0]), int(channel.shape[1]))
+    px_image = acq.pixel_size_at(level % len(acq.levels))
+    px_model = predictor.pixel_size_um
+    scale = 1.0  # model pixels per image pixel
+    if resample and px_image and px_model:
+        ratio = px_image / px_model
+        if abs(ratio - 1.0) > RESAMPLE_TOLERANCE:
+            scale = ratio
+    ov_model = default_overlap(predictor.max_object_size_px) if overlap is None else int(overlap)
+    tile_px = max(1, round(tile / scale))
+    overlap_px = int(math.ceil(ov_model / scale))
+    if overlap_px >= tile_px:
+        raise ValueError(f"overlap {ov_model} px must be smaller than tile {tile} px (model "
+                         f"pixels); pass a larger tile or a smaller overlap")  # fmt: skip
+    rng = intensity if intensity is not None else intensity_range(acq, level % len(acq.levels))
+    grid = TileGrid(shape, tile_px, overlap_px)
+    target, labels_group, zarr_format = resolve_output(acq, out, name)
+    meta = {
+        "napari_hrs_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {"path": str(acq.path), "format": getattr(acq, "format", ""), "level": level,
+                   "shape": list(shape), "pixel_size_um": px_image},
+        "model": predictor.describe(),
+        "parameters": {"tile": tile, "overlap": ov_model, "tile_image_px": tile_px,
+                       "overlap_image_px": overlap_px, "batch": predictor.batch_size,
+                       "resample": resample, "scale": scale, "merge_iou": merge_iou,
+                       "score_threshold": predictor.score_threshold,
+                       "intensity": {"low": rng.low, "high": rng.high}},
+        "grid": [grid.n_rows, grid.n_cols],
+        "tiles_total": len(grid),
+        "tiles_done": 0,
+        "coordinates": "pixels of the detected level; boxes x0 y0 x1 y1 half-open",
+    }  # fmt: skip
+    writer = ResultWriter(target, shape, class_names=predictor.class_names, pixel_size_um=px_image,
+                          chunk=chunk, zarr_format=zarr_format, labels_group=labels_group,
+                          overwrite=overwrite, metadata=meta)  # fmt: skip
+    stitcher = Stitcher(grid, merge_iou=merge_iou)
+    reader = _TileReader(channel, rng, scale)
+    batches = [grid.tiles[i : i + predictor.batch_size] for i in range(0, len(grid), predictor.batch_size)]  # fmt: skip
+    timing = {"predict_s": 0.0, "stitch_s": 0.0, "write_s": 0.0}
+    done, not_owned, cancelled = 0, 0, False
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrs-tiles") as pool:
+            future = pool.submit(reader.load, batches[0]) if batches else None
+            for k, tiles in enumerate(batches):
+                if cancel is not None and cancel():
+                    cancelled = True
+                    break
+                images = future.result()
+                if k + 1 < len(batches):  # read the next batch while this one runs
+                    future = pool.submit(reader.load, batches[k + 1])
+                t0 = time.perf_counter()
+                dets = predictor.predict(images)
+                reader.release(len(images))
+                del images
+                t1 = time.perf_counter()
+                written = 0.0
+                for t, d in zip(tiles, dets, strict=True):
+                    inst, n_out = _instances(d, t, shape)
+                    not_owned += n_out
+                    stitcher.add(t, inst)
+                    if t.col == grid.n_cols - 1:
+                        final = stitcher.end_row(t.row)
+                        t2 = time.perf_counter()
+                        writer.add(final)
+                        writer.advance(grid.ys[t.row])
+                        written += time.perf_counter() - t2
+                timing["predict_s"] += t1 - t0
+                timing["stitch_s"] += time.perf_counter() - t1 - written
+                timing["write_s"] += written
+                done += len(tiles)
+                if progress is not None:
+                    progress(done, len(grid))
+            if cancelled and future is not None:
+                future.cancel()
+        t2 = time.perf_counter()
+        writer.add(stitcher.flush())
+        writer.advance(shape[0])
+        timing["write_s"] += time.perf_counter() - t2
+        timing["read_s"] = reader.seconds
+        timing["total_s"] = time.perf_counter() - t_start
+        status = "incomplete" if cancelled or done < len(grid) else "complete"
+        path = writer.finish(status, {
+            "tiles_done": done,
+            "timing": {k: round(v, 3) for k, v in timing.items()},
+            "stats": {"max_tiles_in_memory": reader.max_held,
+                      "max_pending_tiles": stitcher.max_pending_tiles,
+                      "max_pending_instances": writer.max_pending,
+                      "merged_duplicates": stitcher.n_merged,
+                      "suppressed_in_tile": stitcher.n_suppressed, "not_owned": not_owned},
+        })  # fmt: skip
+    except BaseException:
+        writer.abort()
+        raise
+    return read_detection_result(path)

@@ -53,8 +53,12 @@ class PipelineResult:
         from napari_hrs.markers import format_summary
 
         head = f"{len(self.cells)} cells detected -> {self.detection.path}"
+        if self.summary.get("status") != "complete":
+            return head + f"\n(detection {self.summary.get('status')}: markers not quantified)"
         if not self.markers:
             return head + "\n(no PRM1 / PNA channel: markers not quantified)"
+        if len(self.cells) == 0:
+            return head
         return head + "\n" + format_summary(self.summary)
 
 
@@ -125,7 +129,7 @@ def run_pipeline(
     markers = tuple(m for m in ("PRM1", "PNA") if acq.has_role(m))
     if not result.complete or not markers or det.empty:
         cells = det
-        summary = {"n_cells": 0} if det.empty else {}
+        summary = {}
     else:
         measured = quantify_acquisition(
             acq,

@@ -17,6 +17,7 @@ def open_demo_viewer(
     show: bool = True,
     detect: bool = True,
     model: Any = "compact",
+    score_threshold: float = 0.5,
     widgets: bool = True,
 ):
     """Open napari with an acquisition, run the pipeline, show the results; return the viewer.
@@ -31,6 +32,8 @@ def open_demo_viewer(
         Run detection + marker quantification (the bundled model) and add the results.
     model : str or path
         The model for detection (``"compact"`` = bundled).
+    score_threshold : float
+        Detection score threshold (0..1).
     widgets : bool
         Dock the Markers and Compare widgets.
     """
@@ -56,12 +59,13 @@ def open_demo_viewer(
         from napari_hrs.errors import CheckpointError
 
         try:
-            add_pipeline_result(viewer, acq, model=model)
+            add_pipeline_result(viewer, acq, model=model, score_threshold=score_threshold)
         except CheckpointError as exc:  # e.g. no bundled weights in this install
             print(f"demo: detection skipped: {exc}")
             viewer.status = f"detection skipped: {exc}"
     if widgets:
-        from napari_hrs._widgets import CompareWidget, MarkersWidget
+        from napari_hrs._widgets._compare import CompareWidget
+        from napari_hrs._widgets._markers import MarkersWidget
 
         viewer.window.add_dock_widget(MarkersWidget(viewer), name="PRM1 / PNA markers")
         viewer.window.add_dock_widget(CompareWidget(viewer), name="Compare channels")
@@ -69,7 +73,9 @@ def open_demo_viewer(
     return viewer
 
 
-def add_pipeline_result(viewer: Any, acq: Any, *, model: Any = "compact") -> Any:
+def add_pipeline_result(
+    viewer: Any, acq: Any, *, model: Any = "compact", score_threshold: float = 0.5
+) -> Any:
     """Run :func:`~napari_hrs.pipeline.run_pipeline_on_sample` on ``acq`` and add a Labels layer
     ``hRS detections`` (features = the per-cell table, colours = marker category) plus a text
     summary in the viewer's status. Returns the pipeline result."""
@@ -77,7 +83,7 @@ def add_pipeline_result(viewer: Any, acq: Any, *, model: Any = "compact") -> Any
     from napari_hrs._widgets._detect import result_layer_data
     from napari_hrs.pipeline import run_pipeline_on_sample
 
-    result = run_pipeline_on_sample(acq.path, model=model)
+    result = run_pipeline_on_sample(acq.path, model=model, score_threshold=score_threshold)
     data, kwargs = result_layer_data(result.detection)
     cells = result.cells
     if "label_id" in cells.columns:

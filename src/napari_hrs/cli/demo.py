@@ -25,6 +25,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--input", type=Path, default=None, help="an acquisition instead of the bundled sample"
     )
+    p.add_argument(
+        "--model", default="compact", help="'compact' (bundled, default) or a checkpoint path"
+    )
+    p.add_argument(
+        "--score-threshold", type=float, default=0.5, help="detection score threshold (0..1)"
+    )
+    p.add_argument("--no-detect", action="store_true", help="show the acquisition only")
     return p
 
 
@@ -34,9 +41,18 @@ def run(args: argparse.Namespace) -> int:
     if args.headless:
         from napari_hrs.pipeline import run_pipeline_on_sample
 
-        print(run_pipeline_on_sample(args.input).summary_text())
+        print(
+            run_pipeline_on_sample(
+                args.input, model=args.model, score_threshold=args.score_threshold
+            ).summary_text()
+        )
         return 0
-    viewer = open_demo_viewer(args.input)
+    viewer = open_demo_viewer(
+        args.input,
+        model=args.model,
+        detect=not args.no_detect,
+        score_threshold=args.score_threshold,
+    )
     if args.screenshot is not None:
         from napari_hrs._napari.demo import save_screenshot
 

@@ -191,6 +191,6 @@ def augment(
         image = image + rng.normal(0.0, std, image.shape).astype(np.float32)
     image = np.clip(image, -64.0, 319.0).astype(np.float32)
 
-    areas = masks.reshape(masks.shape[0], -1).sum(axis=1)
+    areas = masks.reshape(masks.shape[0], int(np.prod(masks.shape[1:]))).sum(axis=1)
     keep = np.flatnonzero(areas >= max(cfg.min_area, 1)).astype(np.int64)
     return image, masks[keep], keep

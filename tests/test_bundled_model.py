@@ -1,0 +1,51 @@
+"""The bundled compact model on a freshly generated acquisition (a seed it was not trained on),
+scored against the generator's ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_hrs.engine.checkpoint import bundled_model_path
+
+pytestmark = pytest.mark.skipif(
+    not bundled_model_path().is_file(), reason="bundled model not shipped in this install"
+)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    from napari_hrs.engine.detect import detect
+    from napari_hrs.io import open_acquisition
+    from napari_hrs.synth import generate_acquisition, read_ground_truth
+
+    root = tmp_path_factory.mktemp("bundled")
+    img = generate_acquisition(root / "img.ome.zarr", size=768, seed=12345, chunk=256)
+    result = detect(open_acquisition(img), "compact", out=root / "det.zarr", tile=512)
+    truth_labels, truth = read_ground_truth(img)
+    truth_labels = np.asarray(truth_labels)
+    table = result.table
+    # the ground-truth cell under each detection's centroid
+    ys = np.clip(table["centroid_y_px"].round().astype(int), 0, truth_labels.shape[0] - 1)
+    xs = np.clip(table["centroid_x_px"].round().astype(int), 0, truth_labels.shape[1] - 1)
+    hit = truth_labels[ys, xs]
+    types = truth.set_index("label_id")["cell_type"]
+    hit_type = [types.get(int(h), "background") if h else "background" for h in hit]
+    return result, truth, hit, hit_type
+
+
+def test_bundled_model_finds_most_round_spermatids(scored):
+    result, truth, hit, _ = scored
+    assert result.complete
+    hrs_ids = set(truth.loc[truth["cell_type"] == "round_spermatid", "label_id"])
+    assert len(hrs_ids) >= 10
+    found = hrs_ids & {int(h) for h in hit}
+    assert len(found) / len(hrs_ids) >= 0.75, f"recall {len(found)}/{len(hrs_ids)}"
+
+
+def test_bundled_model_detections_are_cells_and_rarely_red_blood_cells(scored):
+    _, _, _, hit_type = scored
+    hit_type = np.array(hit_type)
+    assert len(hit_type) > 0
+    assert (hit_type != "background").mean() >= 0.9
+    assert (hit_type == "red_blood_cell").mean() <= 0.15

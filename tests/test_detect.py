@@ -244,3 +244,27 @@ def test_errors_and_cleanup(scene, tmp_path):
     (tmp_path / "exists.zarr").mkdir()
     with pytest.raises(FileExistsError):
         detect(acq, FakeDiscModel(), out=tmp_path / "exists.zarr")
+
+
+def test_small_overlap_warns_and_module_is_callable(scene, tmp_path):
+    import napari_hrs.engine.detect as detect_module
+
+    img, _, _ = scene
+    with pytest.warns(UserWarning, match="largest object"):
+        res = detect_module(make_acquisition(img), FakeDiscModel(), tile=256, overlap=16,
+                            out=tmp_path / "w.zarr")  # fmt: skip
+    assert res.metadata["parameters"]["overlap"] == 16
+
+
+@pytest.mark.parametrize("levels", [1, 3])
+def test_one_intensity_range_from_a_low_resolution_sample(scene, levels):
+    from napari_hrs.engine.intensity import estimate_range
+
+    img, _, _ = scene
+    acq = make_acquisition(img, levels=levels)
+    full = estimate_range(img)
+    # a pyramid level when one is small enough, else a grid of windows: never the whole image
+    for max_pixels in (10_000_000, 20_000):
+        rng = intensity_range(acq, max_pixels=max_pixels)
+        assert rng.low == pytest.approx(full.low, rel=0.05)
+        assert rng.high == pytest.approx(full.high, rel=0.05)

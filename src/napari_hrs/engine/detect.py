@@ -16,8 +16,11 @@ instance masks are held.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
+import types
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -61,7 +64,7 @@ def intensity_range(acq: Any, level: int = 0, max_pixels: int = 4_000_000) -> In
         return estimate_range(acq.channel("brightfield", candidates[0]), max_pixels=max_pixels)
     chan = acq.channel("brightfield", n - 1)
     h, w = chan.shape
-    win, k = 128, 16  # 16 x 16 windows of 128 x 128 = 4 M pixels
+    win, k = min(128, h, w), 16  # 16 x 16 windows of 128 x 128 = 4 M pixels at most
     ys = np.linspace(0, h - win, k).astype(int)
     xs = np.linspace(0, w - win, k).astype(int)
     rows = [np.concatenate([np.asarray(chan[y : y + win, x : x + win]) for x in xs], axis=1) for y in ys]  # fmt: skip
@@ -233,6 +236,10 @@ def detect(
 
         acquisition = open_acquisition(acquisition)
     acq = acquisition
+    target, labels_group, zarr_format = resolve_output(acq, out, name)
+    if target.exists() and not overwrite:  # before the (slow) model load
+        raise FileExistsError(f"{target} exists; pass overwrite=True (CLI: --overwrite) or "
+                              "another output path")  # fmt: skip
     if isinstance(model, Predictor):
         predictor = model
     else:
@@ -251,6 +258,13 @@ def detect(
         if abs(ratio - 1.0) > RESAMPLE_TOLERANCE:
             scale = ratio
     ov_model = default_overlap(predictor.max_object_size_px) if overlap is None else int(overlap)
+    if predictor.max_object_size_px and ov_model < predictor.max_object_size_px:
+        warnings.warn(
+            f"overlap {ov_model} px is smaller than the model's largest object "
+            f"({predictor.max_object_size_px:g} px): cells on tile borders may be cut or "
+            f"missed; pass overlap >= {default_overlap(predictor.max_object_size_px)}",
+            stacklevel=2,
+        )
     tile_px = max(1, round(tile / scale))
     overlap_px = int(math.ceil(ov_model / scale))
     if overlap_px >= tile_px:
@@ -258,7 +272,6 @@ def detect(
                          f"pixels); pass a larger tile or a smaller overlap")  # fmt: skip
     rng = intensity if intensity is not None else intensity_range(acq, level % len(acq.levels))
     grid = TileGrid(shape, tile_px, overlap_px)
-    target, labels_group, zarr_format = resolve_output(acq, out, name)
     meta = {
         "napari_hrs_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -337,3 +350,13 @@ def detect(
         writer.abort()
         raise
     return read_detection_result(path)
+
+
+class _CallableModule(types.ModuleType):
+    """``napari_hrs.engine.detect`` is both this module and, called, :func:`detect`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> DetectionResult:
+        return detect(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -106,3 +106,25 @@ def test_cli_version(flag):
     )
     assert result.returncode == 0
     assert napari_hrs.__version__ in result.stdout
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (None, None),
+        ("brightfield=0,PRM1=2,PNA=1", {"brightfield": 0, "PRM1": 2, "PNA": 1}),
+        ("PNA=AF488, brightfield=BF", {"PNA": "AF488", "brightfield": "BF"}),
+    ],
+)
+def test_parse_channels(text, expected):
+    from napari_hrs.cli import parse_channels
+
+    assert parse_channels(text) == expected
+
+
+@pytest.mark.parametrize("text", ["brightfield", "=0", "PRM1="])
+def test_parse_channels_rejects_malformed(text):
+    from napari_hrs.cli import CLIError, parse_channels
+
+    with pytest.raises(CLIError, match="ROLE=INDEX"):
+        parse_channels(text)

@@ -21,6 +21,21 @@ class CLIError(Exception):
     """A user error: printed as one clear line, exit status 2, no traceback."""
 
 
+def parse_channels(text: str | None) -> dict[str, int | str] | None:
+    """``--channels`` of every subcommand: ``"brightfield=0,PRM1=2,PNA=AF488"`` ->
+    ``{"brightfield": 0, "PRM1": 2, "PNA": "AF488"}`` (index or channel name per role)."""
+    if not text:
+        return None
+    out: dict[str, int | str] = {}
+    for item in text.split(","):
+        role, sep, value = item.partition("=")
+        if not sep or not role.strip() or not value.strip():
+            raise CLIError(f"--channels: {item!r} is not ROLE=INDEX (e.g. brightfield=0,PRM1=2)")
+        v = value.strip()
+        out[role.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from napari_hrs import __version__
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_hrs.cli import CLIError
+from napari_hrs.cli import CLIError, parse_channels
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -62,20 +62,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing result")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
-
-
-def parse_channels(text: str | None) -> dict[str, int | str] | None:
-    """``"brightfield=0,PRM1=2,PNA=AF488"`` -> ``{"brightfield": 0, "PRM1": 2, "PNA": "AF488"}``."""
-    if not text:
-        return None
-    out: dict[str, int | str] = {}
-    for item in text.split(","):
-        role, sep, value = item.partition("=")
-        if not sep or not role.strip() or not value.strip():
-            raise CLIError(f"--channels: {item!r} is not ROLE=INDEX (e.g. brightfield=0,PRM1=2)")
-        v = value.strip()
-        out[role.strip()] = int(v) if v.isdigit() else v
-    return out
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from napari_hrs.cli import CLIError
+from napari_hrs.cli import CLIError, parse_channels
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -65,19 +65,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--summary-json", type=Path, default=None, help="also write the summary here")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
-
-
-def _parse_channels(text: str | None) -> dict[str, int | str] | None:
-    if not text:
-        return None
-    out: dict[str, int | str] = {}
-    for item in text.split(","):
-        role, sep, value = item.partition("=")
-        if not sep or not role.strip() or not value.strip():
-            raise CLIError(f"--channels: {item!r} is not ROLE=INDEX (e.g. PRM1=1,PNA=2)")
-        v = value.strip()
-        out[role.strip()] = int(v) if v.lstrip("-").isdigit() else v
-    return out
 
 
 def _parse_ring(text: str) -> tuple[int, int]:
@@ -232,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
             + " ".join(f"--threshold-{m.lower()} VALUE" for m in lacking)
         )
     try:
-        acq = open_acquisition(args.image, channels=_parse_channels(args.channels), strict=False)
+        acq = open_acquisition(args.image, channels=parse_channels(args.channels), strict=False)
         labels, labels_at = open_labels(args.labels)
         img_shape = tuple(acq.levels[args.level].shape[-2:]) if args.level < acq.n_levels else None
         if img_shape is None:

@@ -60,7 +60,7 @@ def test_override(key, value, getter):
         ({"input_channels": 2}, "input_channels"),
         ({"pixel_mean": [1.0, 2.0]}, "pixel_mean"),
         ({"roi_heads.iou_thresholds": [0.5, 0.6]}, "bbox_reg_weights"),
-        ({"backbone.norm": "LN"}, "unknown norm"),
+        ({"backbone.norm": "LN"}, "unknown backbone.norm"),
         ({"class_names": []}, "class_names"),
     ],
 )

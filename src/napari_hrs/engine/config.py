@@ -76,15 +76,19 @@ class AnchorConfig:
 
 @dataclass
 class RPNConfig:
+    """Region proposal network: anchor labelling (IoU below / above ``iou_thresholds``:
+    negative / positive), sampling, box weights, top-k before NMS (per level) and after NMS
+    (per image)."""
+
     iou_thresholds: tuple[float, float] = (0.3, 0.7)
     batch_size_per_image: int = 256
     positive_fraction: float = 0.5
     bbox_reg_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
     smooth_l1_beta: float = 0.0
     pre_nms_topk_train: int = 2000  # per level
-    pre_nms_topk_test: int = 1000
-    post_nms_topk_train: int = 1000  # per image
-    post_nms_topk_test: int = 1000
+    pre_nms_topk_test: int = 1000  # per level
+    post_nms_topk_train: int = 2000  # per image (the cascade configs raise Base-RCNN-FPN's 1000)
+    post_nms_topk_test: int = 1000  # per image
     nms_thresh: float = 0.7
     min_size: float = 0.0
     loss_weight: float = 1.0
@@ -92,7 +96,9 @@ class RPNConfig:
 
 @dataclass
 class ROIHeadsConfig:
-    """Cascade box heads: one (IoU threshold, box weights) pair per stage."""
+    """Cascade box heads: one (IoU threshold, box weights) pair per stage; box regression is
+    class-agnostic (as detectron2 requires for cascades). ``score_thresh``, ``nms_thresh`` and
+    ``detections_per_image`` are the test-time defaults."""
 
     batch_size_per_image: int = 512
     positive_fraction: float = 0.25
@@ -117,11 +123,15 @@ class ROIHeadsConfig:
 
 @dataclass
 class MaskHeadConfig:
+    """Mask head: ``num_conv`` 3x3 convs of ``conv_dim`` channels on 14x14 ROIAlign features,
+    a 2x deconv and a 1x1 predictor (one 28x28 map per class, or one if ``cls_agnostic``)."""
+
     pooler_resolution: int = 14
     pooler_sampling_ratio: int = 0
     num_conv: int = 4
     conv_dim: int = 256
     norm: str = ""
+    cls_agnostic: bool = False
 
     @property
     def resolution(self) -> int:
@@ -174,6 +184,9 @@ class ModelConfig:
     mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)
 
     def __post_init__(self) -> None:
+        for sub in (self.backbone, self.fpn, self.mask_head):  # "none" is short for ""
+            if isinstance(sub.norm, str) and sub.norm.lower() == "none":
+                sub.norm = ""
         self.validate()
 
     # --- derived ------------------------------------------------------------------------
@@ -212,6 +225,12 @@ class ModelConfig:
             raise ValueError("class_names is empty; pass at least one class name")
         if self.input_channels not in (1, 3):
             raise ValueError(f"input_channels must be 1 or 3, got {self.input_channels}")
+        fmt_channels = {"L": 1, "BGR": 3, "RGB": 3}
+        if fmt_channels.get(self.input_format) != self.input_channels:
+            raise ValueError(f"input_format {self.input_format!r} does not fit input_channels "
+                             f"{self.input_channels}; use 'L' for 1 channel, 'BGR' or 'RGB' for 3")  # fmt: skip
+        if self.pixel_size_um is not None and not self.pixel_size_um > 0:
+            raise ValueError(f"pixel_size_um must be positive or None, got {self.pixel_size_um}")
         for key in ("pixel_mean", "pixel_std"):
             if len(getattr(self, key)) != self.input_channels:
                 raise ValueError(f"{key} has {len(getattr(self, key))} values but "
@@ -234,9 +253,11 @@ class ModelConfig:
         if len(b.stage_blocks) != 4 or len(b.out_channels) != 4:
             raise ValueError("backbone.stage_blocks and backbone.out_channels need 4 values "
                              "(res2..res5)")  # fmt: skip
-        for norm in (b.norm, self.fpn.norm, self.mask_head.norm):
+        for key, norm in (("backbone", b.norm), ("fpn", self.fpn.norm),
+                          ("mask_head", self.mask_head.norm)):  # fmt: skip
             if norm not in ("", "FrozenBN", "BN", "GN", "SyncBN"):
-                raise ValueError(f"unknown norm {norm!r}; use 'FrozenBN', 'BN', 'GN' or ''")
+                raise ValueError(f"unknown {key}.norm {norm!r}; use 'FrozenBN', 'BN', 'GN' or "
+                                 "'none'")  # fmt: skip
 
     # --- (de)serialisation --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -268,13 +289,19 @@ class ModelConfig:
 
     def override(self, changes: dict[str, Any]) -> ModelConfig:
         """A copy with ``{"dotted.key": value}`` applied (e.g. ``"roi_heads.fc_dim"``,
-        ``"model.roi_heads.batch_size_per_image"``, ``"score_thresh"``)."""
+        ``"model.roi_heads.batch_size_per_image"``, ``"score_thresh"``).
+
+        Changing ``input_channels`` alone also sets ``input_format`` (1: ``"L"``, 3: ``"BGR"``);
+        ``pixel_mean`` / ``pixel_std`` must then be given too (one value per channel).
+        """
         data = self.to_dict()
+        touched: set[str] = set()
         for raw_key, value in changes.items():
             key = str(raw_key)
             if key.startswith("model.") and key.split(".")[1] not in ("",):
                 key = key[len("model.") :]
             key = _ALIASES.get(key, key)
+            touched.add(key)
             parts = key.split(".")
             node = data
             for part in parts[:-1]:
@@ -285,6 +312,12 @@ class ModelConfig:
                 raise ValueError(f"unknown model config key {raw_key!r}; known: "
                                  f"{sorted(_flat_keys(self.to_dict()))}")  # fmt: skip
             node[parts[-1]] = _listify(value)
+        if "input_channels" in touched and "input_format" not in touched:
+            data["input_format"] = {1: "L", 3: data["input_format"]}.get(
+                data["input_channels"], data["input_format"]
+            )
+            if data["input_channels"] == 3 and data["input_format"] == "L":
+                data["input_format"] = "BGR"
         return ModelConfig.from_dict(data)
 
 

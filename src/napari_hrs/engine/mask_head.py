@@ -18,6 +18,8 @@ __all__ = ["MaskHead", "mask_loss", "mask_targets"]
 
 
 class MaskHead(nn.Module):
+    """``(R, C, S, S)`` pooled features -> ``(R, num_classes, 2S, 2S)`` mask logits."""
+
     def __init__(self, in_channels: int, num_classes: int, num_conv: int, conv_dim: int,
                  norm: str = "") -> None:  # fmt: skip
         super().__init__()
@@ -44,21 +46,25 @@ class MaskHead(nn.Module):
         return self.predictor(x)
 
 
-def mask_targets(masks: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Binary ``(R, size, size)`` grids of full-image ``masks`` ``(R, H, W)`` cut to ``boxes``
-    ``(R, 4)`` (ROIAlign, ``aligned=True``, thresholded at 0.5 as detectron2's BitMasks)."""
+def mask_targets(masks: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor,
+                 size: int) -> torch.Tensor:  # fmt: skip
+    """Binary ``(R, size, size)`` grids: full-image ``masks[index[r]]`` (``masks`` ``(N, H, W)``)
+    cut to ``boxes`` ``(R, 4)`` pixels by ROIAlign (``aligned=True``) and thresholded at 0.5,
+    as detectron2's ``BitMasks.crop_and_resize``."""
     if len(boxes) == 0:
-        return masks.new_zeros((0, size, size), dtype=torch.float32)
-    idx = torch.arange(len(boxes), device=boxes.device, dtype=torch.float32)[:, None]
-    rois = torch.cat([idx, boxes.float()], dim=1)
+        return torch.zeros((0, size, size), dtype=torch.float32, device=boxes.device)
+    rois = torch.cat([index.to(boxes.device, torch.float32)[:, None], boxes.float()], dim=1)
     out = roi_align(masks[:, None].float(), rois, (size, size), 1.0, 0, aligned=True).squeeze(1)
     return (out >= 0.5).float()
 
 
 def mask_loss(logits: torch.Tensor, classes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean binary cross-entropy of each ROI's ground-truth-class map ``logits``
-    ``(R, K, M, M)`` against ``targets`` ``(R, M, M)``; 0 (with a gradient) when R = 0."""
+    ``(R, K, M, M)`` (K = 1: class-agnostic) against ``targets`` ``(R, M, M)``; 0 (with a
+    gradient) when R = 0."""
     if logits.shape[0] == 0:
         return logits.sum() * 0.0
+    if logits.shape[1] == 1:
+        classes = torch.zeros_like(classes)
     sel = logits[torch.arange(len(classes), device=logits.device), classes]
     return F.binary_cross_entropy_with_logits(sel.float(), targets, reduction="mean")

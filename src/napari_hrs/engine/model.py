@@ -73,24 +73,40 @@ class CascadeMaskRCNN(nn.Module):
         if len(targets) != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {len(targets)} targets")
         x, size = self.preprocess(images)
-        tg = []
-        for t in targets:
-            boxes = torch.as_tensor(t["boxes"], dtype=torch.float32, device=self.device).reshape(
-                -1, 4
-            )
-            classes = torch.as_tensor(t["classes"], dtype=torch.int64, device=self.device).reshape(
-                -1
-            )
-            masks = torch.as_tensor(t["masks"], device=self.device)
-            masks = masks.reshape(len(boxes), *masks.shape[-2:]) if masks.numel() or len(boxes) \
-                else masks.new_zeros((0, *size))  # fmt: skip
-            tg.append({"boxes": boxes, "classes": classes, "masks": masks})
+        tg = [self._prepare_target(t, size, i) for i, t in enumerate(targets)]
         features = self.backbone(x)
         proposals, losses = self.proposal_generator(
             features, size, len(tg), [t["boxes"] for t in tg]
         )
         losses.update(self.roi_heads.forward_train(features[:4], proposals, tg, size))
         return losses
+
+    def _prepare_target(self, t: dict, size: tuple[int, int], index: int) -> dict:
+        """Tensors on the model's device; boxes clipped to the image, empty ones dropped (as
+        detectron2's dataset mapper does)."""
+        h, w = size
+        boxes = torch.as_tensor(t["boxes"], dtype=torch.float32, device=self.device).reshape(-1, 4)
+        classes = torch.as_tensor(t["classes"], dtype=torch.int64, device=self.device).reshape(-1)
+        masks = torch.as_tensor(t["masks"], device=self.device)
+        masks = masks if masks.dtype == torch.bool else masks != 0
+        if masks.numel() == 0 and len(boxes) == 0:
+            masks = masks.new_zeros((0, h, w), dtype=torch.bool)
+        if len(classes) != len(boxes) or masks.ndim != 3 or len(masks) != len(boxes):
+            raise ValueError(f"target {index}: {len(boxes)} boxes, {len(classes)} classes and "
+                             f"masks of shape {tuple(masks.shape)}; give one class and one "
+                             "(H, W) mask per box")  # fmt: skip
+        if tuple(masks.shape[-2:]) != (h, w):
+            raise ValueError(f"target {index}: masks are {tuple(masks.shape[-2:])} but the "
+                             f"images are {(h, w)}; pass full-image masks (N, H, W)")  # fmt: skip
+        if len(classes) and (int(classes.min()) < 0 or int(classes.max()) >= self.cfg.num_classes):
+            raise ValueError(f"target {index}: classes must be 0..{self.cfg.num_classes - 1} "
+                             f"({list(self.cfg.class_names)}), got {classes.unique().tolist()}")  # fmt: skip
+        boxes = torch.stack((boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                             boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)), dim=1)  # fmt: skip
+        keep = ((boxes[:, 2] - boxes[:, 0]) > 0) & ((boxes[:, 3] - boxes[:, 1]) > 0)
+        if not bool(keep.all()):
+            boxes, classes, masks = boxes[keep], classes[keep], masks[keep]
+        return {"boxes": boxes, "classes": classes, "masks": masks}
 
     def inference(self, images: torch.Tensor, score_thresh: float | None = None,
                   nms_thresh: float | None = None, max_detections: int | None = None

@@ -100,7 +100,8 @@ class CascadeROIHeads(nn.Module):
         self.box2box = [Box2BoxTransform(w) for w in rh.bbox_reg_weights]
         self.matchers = [Matcher([t], [0, 1], allow_low_quality_matches=False)
                          for t in rh.iou_thresholds]  # fmt: skip
-        self.mask_head = MaskHead(in_channels, self.num_classes, mh.num_conv, mh.conv_dim, mh.norm)
+        self.mask_head = MaskHead(in_channels, 1 if mh.cls_agnostic else self.num_classes,
+                                  mh.num_conv, mh.conv_dim, mh.norm)  # fmt: skip
         self.mask_resolution = mh.resolution
 
     # --- training helpers ---------------------------------------------------------------
@@ -194,6 +195,7 @@ class CascadeROIHeads(nn.Module):
         return losses
 
     def _mask_loss(self, features, sampled: list[dict], targets: list[dict]) -> torch.Tensor:  # noqa: ANN001
+        """Mask loss on the foreground of the stage-0 sampled proposals (as detectron2)."""
         boxes, classes, gt = [], [], []
         for p, tgt in zip(sampled, targets, strict=True):
             fg = p["classes"] < self.num_classes
@@ -201,7 +203,7 @@ class CascadeROIHeads(nn.Module):
             boxes.append(b)
             classes.append(p["classes"][fg])
             if len(b):
-                gt.append(mask_targets(tgt["masks"][p["matched"][fg]], b, self.mask_resolution))
+                gt.append(mask_targets(tgt["masks"], p["matched"][fg], b, self.mask_resolution))
         logits = self.mask_head(self.mask_pooler(features, boxes))
         if not gt:
             return logits.sum() * 0.0
@@ -230,7 +232,8 @@ class CascadeROIHeads(nn.Module):
             logits = self.mask_head(self.mask_pooler(features, boxes)).float()
             for r, lg in zip(results, logits.split([len(b) for b in boxes]), strict=True):
                 idx = torch.arange(len(lg), device=lg.device)
-                r["mask_probs"] = lg[idx, r["classes"]].sigmoid()
+                cls = r["classes"] if lg.shape[1] > 1 else torch.zeros_like(r["classes"])
+                r["mask_probs"] = lg[idx, cls].sigmoid()
         else:
             for r in results:
                 r["mask_probs"] = r["boxes"].new_zeros(
@@ -246,7 +249,9 @@ class CascadeROIHeads(nn.Module):
         r, c = cand.nonzero(as_tuple=True)
         b, s = boxes[r], scores[r, c]
         keep = batched_nms(b, s, c, nms_thresh)[:topk]
-        return {"boxes": b[keep], "scores": s[keep], "classes": c[keep]}
+        b, s, c = b[keep], s[keep], c[keep]
+        ok = ((b[:, 2] - b[:, 0]) > 0) & ((b[:, 3] - b[:, 1]) > 0)  # detector_postprocess
+        return {"boxes": b[ok], "scores": s[ok], "classes": c[ok]}
 
 
 def _clip(b: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Synthetic acquisitions as files: ome-zarr-py, open_acquisition, CLI, the committed sample."""
+"""Synthetic acquisitions as files: ome-zarr-py, bioio, NGFF models, open_acquisition, the CLI,
+the committed sample and the napari sample-data command."""
 
 from __future__ import annotations
 
@@ -40,6 +41,36 @@ def test_readable_by_ome_zarr_py(small):
     assert label[0].data[0].dtype == np.uint32
 
 
+def test_readable_by_bioio(small):
+    from bioio import BioImage
+    from bioio_ome_zarr import Reader
+
+    img = BioImage(small, reader=Reader)
+    assert img.channel_names == ["brightfield", "PRM1", "PNA"]
+    assert img.physical_pixel_sizes.Y == pytest.approx(0.325)
+    assert img.physical_pixel_sizes.X == pytest.approx(0.325)
+    assert (img.dims.C, img.dims.Y, img.dims.X) == (3, 512, 576)
+    assert img.dtype == np.uint16
+    data = img.get_image_data("CYX")
+    np.testing.assert_array_equal(data, arrays(small)["0"])
+
+
+def test_metadata_validates_against_ngff_04(small):
+    models = pytest.importorskip("ome_zarr_models.v04.image")
+    labels_model = pytest.importorskip("ome_zarr_models.v04.image_label")
+    import zarr
+
+    image = models.Image.from_zarr(zarr.open_group(str(small), mode="r"))
+    axes = image.attributes.multiscales[0].axes
+    assert [a.name for a in axes] == ["c", "y", "x"] and axes[1].unit == "micrometer"
+    group = zarr.open_group(str(small / "labels" / "ground_truth"), mode="r")
+    label = labels_model.ImageLabel.from_zarr(group)
+    assert label.attributes.image_label.source.image == "../../"
+    omero = zarr.open_group(str(small), mode="r").attrs["omero"]["channels"]
+    assert [c["color"] for c in omero] == ["FFFFFF", "00FF00", "FF00FF"]
+    assert all(c["window"]["end"] > c["window"]["start"] for c in omero)
+
+
 def test_readable_by_open_acquisition(small):
     acq = open_acquisition(small)
     assert acq.channel_names == ["brightfield", "PRM1", "PNA"]
@@ -73,7 +104,18 @@ def test_read_ground_truth_requires_synthetic(tmp_path):
 
 def test_cli_writes_acquisition(tmp_path):
     out = tmp_path / "cli.ome.zarr"
-    args = ["synth", str(out), "--size", "300x260", "--seed", "5", "--chunk", "128"]
+    args = [
+        "synth",
+        str(out),
+        "--size",
+        "300x260",
+        "--seed",
+        "5",
+        "--chunk",
+        "128",
+        "--workers",
+        "1",
+    ]
     res = subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert open_acquisition(out).levels[0].shape == (3, 300, 260)
@@ -106,6 +148,8 @@ def test_cli_writes_coco(tmp_path):
             "64",
             "--seed",
             "1",
+            "--splits",
+            "0.5,0.25,0.25",
             "--quiet",
         ],
         capture_output=True,
@@ -114,6 +158,14 @@ def test_cli_writes_coco(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in out.glob("*.json")) == ["test.json", "train.json", "val.json"]
+    assert [len(list((out / s).glob("*.tif"))) for s in ("train", "val", "test")] == [2, 1, 1]
+
+
+def test_cli_rejects_bad_splits(tmp_path, capsys):
+    from napari_hrs.cli import main
+
+    assert main(["synth", str(tmp_path / "c"), "--coco", "--splits", "0.8,0.2", "--quiet"]) == 2
+    assert "--splits" in capsys.readouterr().err
 
 
 def test_committed_sample_regenerates_identically(tmp_path):

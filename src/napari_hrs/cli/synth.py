@@ -4,7 +4,10 @@ Examples::
 
     napari-hrs synth scene.ome.zarr --size 4096 --seed 0
     napari-hrs synth scene.ome.zarr --size 2048x3072 --pixel-size 0.2 --overwrite
-    napari-hrs synth coco_dir --coco --n-images 200 --image-size 256 --seed 0
+    napari-hrs synth coco_dir --coco --n-images 200 --image-size 256 --seed 0 --splits 0.8,0.1,0.1
+
+The same seed gives the same pixels whatever --chunk and --workers are. Data are uint16 with a
+12-bit range (0..4095); sizes in pixels, --pixel-size in micrometres.
 """
 
 from __future__ import annotations
@@ -29,7 +32,19 @@ def _size(text: str) -> tuple[int, int]:
     return vals[0], vals[1]
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def _splits(parts: list[str]) -> tuple[float, float, float]:
+    text = " ".join(parts)
+    try:
+        vals = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or min(vals) < 0 or sum(vals) <= 0:
+        raise CLIError(f"--splits {text!r}: pass three fractions TRAIN,VAL,TEST, e.g. 0.8,0.1,0.1")
+    return vals  # type: ignore[return-value]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``napari-hrs synth`` and its options; return the subparser."""
     p = subparsers.add_parser(
         "synth",
         help="generate a synthetic hRS acquisition (OME-Zarr) or a COCO training set",
@@ -42,27 +57,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=float, default=0.325, help="µm per pixel (0.325)")
     p.add_argument("--density", type=float, default=1.0, help="cell density scale (1.0)")
     p.add_argument("--chunk", type=int, default=1024, help="zarr chunk side, pixels (1024)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="rendering threads (CPU count, at most 4)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--coco", action="store_true", help="write a COCO dataset instead")
     p.add_argument("--n-images", type=int, default=200, help="COCO: number of images (200)")
     p.add_argument("--image-size", type=int, default=256, help="COCO: image side (256)")
     p.add_argument(
         "--splits",
-        type=float,
-        nargs=3,
-        default=(0.8, 0.1, 0.1),
-        metavar=("TRAIN", "VAL", "TEST"),
-        help="COCO: split fractions (0.8 0.1 0.1)",
+        nargs="+",
+        default=["0.8,0.1,0.1"],
+        metavar="TRAIN,VAL,TEST",
+        help="COCO: split fractions (0.8,0.1,0.1; spaces work too)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    """Generate the acquisition (or the COCO set) with a tqdm progress bar; 0 on success."""
     from tqdm import tqdm
 
     from napari_hrs.synth import export_coco, generate_acquisition
 
+    splits = _splits(args.splits)
     bar = tqdm(total=0, unit="chunk" if not args.coco else "img", disable=args.quiet)
 
     def progress(done: int, total: int) -> None:
@@ -80,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 image_size=args.image_size,
                 seed=args.seed,
                 pixel_size_um=args.pixel_size,
-                splits=tuple(args.splits),
+                splits=splits,
                 density=args.density,
                 progress=progress,
             )
@@ -95,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 density=args.density,
                 chunk=args.chunk,
                 overwrite=args.overwrite,
+                workers=args.workers,
                 progress=progress,
             )
             bar.close()

@@ -1,14 +1,18 @@
 """COCO instance-segmentation datasets of small synthetic brightfield scenes.
 
-Each image is an independent scene (its own seed, slightly varied illumination, noise and
-density) rendered in memory with the same renderer as :func:`generate_acquisition`. Output::
+Each image is an independent scene (its own seed; illumination, vignetting, noise, defocus,
+density and pixel size varied a little) rendered in memory with the same renderer as
+:func:`~napari_hrs.synth.generate_acquisition`. Only brightfield is saved as pixels (training
+uses brightfield); the marker truth travels in the annotations. Output::
 
     OUT_DIR/train.json, val.json, test.json     COCO, file_name relative to OUT_DIR/<split>/
     OUT_DIR/<split>/img_00000.tif               uint16 (Y, X) brightfield
 
 Categories 1..7 follow :data:`napari_hrs.synth.cells.CELL_TYPES`; every annotation carries an
 RLE mask, ``area``, ``bbox`` ``[x, y, w, h]`` (pixels) and
-``attributes = {"PRM1_positive": bool, "PNA_positive": bool}``.
+``attributes = {"PRM1_positive": bool, "PNA_positive": bool}``. Masks of occluded cells are
+their visible part; instances with fewer than :data:`MIN_AREA_PX` visible pixels are left out
+(not marked ``iscrowd``: nothing a detector could be asked to find).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from napari_hrs.errors import Cancelled
 from napari_hrs.synth.cells import CELL_TYPES
 from napari_hrs.synth.render import render_region
 from napari_hrs.synth.scene import block_cells, make_scene
+from napari_hrs.synth.writer import GENERATOR_VERSION
 
 SPLITS = ("train", "val", "test")
 #: instances with fewer visible pixels are not annotated
@@ -97,7 +102,8 @@ def export_coco(
     image_size : int
         Side of each square image, pixels.
     pixel_size_um : float
-        Pixel size, µm (stored per image as ``pixel_size_um``).
+        Mean pixel size, µm; each image varies it by up to ±8 % and stores its own as
+        ``pixel_size_um``.
     splits : (float, float, float)
         Fractions of train, val and test images.
     density : float
@@ -147,7 +153,7 @@ def export_coco(
                     "file_name": name,
                     "width": image_size,
                     "height": image_size,
-                    "pixel_size_um": float(pixel_size_um),
+                    "pixel_size_um": round(scene.pixel_size_um, 5),
                     "scene_index": int(idx),
                 }
             )
@@ -157,7 +163,11 @@ def export_coco(
                 progress(done, n_images)
         start += k
         data = {
-            "info": {"description": f"napari-hrs synthetic hRS, split {split}", "seed": seed},
+            "info": {
+                "description": f"napari-hrs synthetic hRS, split {split}",
+                "seed": seed,
+                "generator_version": GENERATOR_VERSION,
+            },
             "images": images,
             "annotations": anns,
             "categories": categories(),

@@ -1,10 +1,17 @@
 """Render any rectangular region of a synthetic scene: brightfield, PRM1, PNA and labels.
 
 Every pixel value is a function of the scene and the pixel's global position only: cells come
-from :mod:`napari_hrs.synth.scene` (blocks), each cell is rendered as a whole patch, the
-illumination is an analytic function of global coordinates, and the noise is drawn per fixed
+from :mod:`napari_hrs.synth.scene` (blocks), each cell is rendered as a whole patch
+(:mod:`napari_hrs.synth.patch`) and composited in label-id order (higher ids on top), the
+illumination (smooth gradient plus the vignetting of each camera field of :data:`FIELD`
+pixels) is an analytic function of global coordinates, and the noise is drawn per fixed
 256 x 256 noise block keyed on ``(seed, channel, block index)``. Rendering a region in one piece
 or in chunks of any size gives the same pixels.
+
+Brightfield: ``bf_level * illumination * (composited transmission + relief) * dust``, shot
+(Gaussian approximation) and read noise, clipped to the 12-bit range (bright refractile debris
+saturates). Fluorescence: background with a smooth haze, the cells' emission shifted by the
+channel's registration shift, PNA bleeding a little into PRM1, same noise model.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from napari_hrs.synth.cells import render_cell
-from napari_hrs.synth.scene import SceneParams, cells_in_region
+from napari_hrs.synth.patch import patch_radius_px, render_cell
+from napari_hrs.synth.scene import BLOCK, SceneParams, block_dust, cells_in_region
 
 CHANNELS: tuple[str, ...] = ("brightfield", "PRM1", "PNA")
 NOISE_BLOCK = 256
 MAX_VALUE = 4095  # 12-bit camera in uint16
+#: side of one camera field of a stitched mosaic (pixels): the vignetting repeats with it
+FIELD = 2048
 
 #: called with the shape of every array the renderer allocates (tests check the memory bound)
 _array_hook: Callable[[tuple[int, ...]], None] | None = None
@@ -51,37 +60,69 @@ def _overlap(
     )
 
 
-def illumination(scene: SceneParams, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """Smooth relative illumination (about 1) at global pixel coordinates ``yy, xx``."""
+def _plane_wave(y: np.ndarray, x: np.ndarray, angle: float, period: float, phase: float):
+    """``sin(k (y sin a + x cos a) + phase)`` on the grid ``y (h, 1) x x (1, w)``, evaluated
+    separably (trigonometry on the two axes only)."""
+    k = 2 * math.pi / period
+    ay, ax = k * math.sin(angle) * y, k * math.cos(angle) * x + phase
+    return np.sin(ay) * np.cos(ax) + np.cos(ay) * np.sin(ax)
+
+
+def illumination(scene: SceneParams, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Relative illumination (about 1) on the grid of global pixel coordinates ``y`` ``(h, 1)``
+    by ``x`` ``(1, w)``: two slow plane waves times the vignetting of each camera field."""
     p = scene.illum
-    a1, a2 = p[0] * math.pi, p[1] * math.pi
-    l1, l2 = 3000 + 4000 * p[2], 1200 + 2000 * p[3]
-    f = 0.65 * np.sin(
-        (yy * math.sin(a1) + xx * math.cos(a1)) * (2 * math.pi / l1) + p[4] * 6.28
-    ) + 0.35 * np.sin((yy * math.sin(a2) + xx * math.cos(a2)) * (2 * math.pi / l2) + p[5] * 6.28)
-    return (1.0 + scene.illum_amp * f).astype(np.float32)
+    f = 0.65 * _plane_wave(y, x, p[0] * math.pi, 3000 + 4000 * p[2], p[4] * 2 * math.pi)
+    f += 0.35 * _plane_wave(y, x, p[1] * math.pi, 1200 + 2000 * p[3], p[5] * 2 * math.pi)
+    fy = (np.mod(y, FIELD) + 0.5) / FIELD - 0.5
+    fx = (np.mod(x, FIELD) + 0.5) / FIELD - 0.5
+    vignette = 1.0 - scene.vignetting * 2.0 * (fy**2 + fx**2)
+    return ((1.0 + scene.illum_amp * f) * vignette).astype(np.float32)
 
 
-def haze(scene: SceneParams, yy: np.ndarray, xx: np.ndarray, channel: int) -> np.ndarray:
-    """Out-of-focus fluorescence haze (relative, about 0..1) at global coordinates."""
+def _dust(scene: SceneParams, trans: np.ndarray, y0: int, x0: int) -> None:
+    """Darken ``trans`` (region at ``(y0, x0)``) in place with the out-of-focus dust specks."""
+    h, w = trans.shape
+    m = scene.margin_px
+    by0, by1 = max(0, (y0 - m) // BLOCK), min(scene.n_blocks[0] - 1, (y0 + h + m) // BLOCK)
+    bx0, bx1 = max(0, (x0 - m) // BLOCK), min(scene.n_blocks[1] - 1, (x0 + w + m) // BLOCK)
+    for by in range(by0, by1 + 1):
+        for bx in range(bx0, bx1 + 1):
+            for cy, cx, radius, strength, ring in block_dust(scene, by, bx):
+                r = int(math.ceil(2 * radius)) + 2
+                py, px = int(cy) - r, int(cx) - r
+                sl = _overlap(py, px, 2 * r + 1, 2 * r + 1, y0, x0, h, w)
+                if sl is None:
+                    continue
+                yy, xx = np.ogrid[py : py + 2 * r + 1, px : px + 2 * r + 1]
+                d = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2, dtype=np.float32) / radius
+                if ring:  # defocused dust: a dark ring with a paler centre
+                    prof = np.exp(-(((d - 1.0) / 0.3) ** 2)) + 0.35 * np.exp(-(d**2))
+                else:
+                    prof = np.exp(-(d**2))
+                trans[sl[0]] *= (1.0 - strength * prof[sl[1]]).astype(np.float32)
+
+
+def haze(scene: SceneParams, y: np.ndarray, x: np.ndarray, channel: int) -> np.ndarray:
+    """Out-of-focus fluorescence haze (relative, about 0.25..0.75) on the grid ``y`` ``(h, 1)``
+    by ``x`` ``(1, w)`` (global pixel coordinates)."""
     p = scene.illum
     k = 2 * math.pi / (900 + 700 * p[6 + channel % 2])
-    return (0.5 + 0.25 * np.sin(yy * k + p[7] * 6.28) * np.cos(xx * k * 0.8 + channel)).astype(
-        np.float32
-    )
+    hz = 0.5 + 0.25 * np.sin(y * k + p[7] * 2 * math.pi) * np.cos(x * k * 0.8 + channel)
+    return hz.astype(np.float32)
 
 
 def noise(scene: SceneParams, channel: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-    """Standard normal pairs ``(2, h, w)`` for the region, cut from fixed noise blocks."""
-    out = _alloc((2, h, w), np.float32)
+    """Standard normal values ``(h, w)`` for the region, cut from fixed noise blocks."""
+    out = _alloc((h, w), np.float32)
     b = NOISE_BLOCK
     for by in range(y0 // b, (y0 + h - 1) // b + 1):
         for bx in range(x0 // b, (x0 + w - 1) // b + 1):
             ss = np.random.SeedSequence([scene.seed, 0xA015E, channel, by, bx])
-            z = np.random.default_rng(ss).standard_normal((2, b, b), dtype=np.float32)
+            z = np.random.default_rng(ss).standard_normal((b, b), dtype=np.float32)
             sl = _overlap(by * b, bx * b, b, b, y0, x0, h, w)
             if sl is not None:
-                out[(slice(None), *sl[0])] = z[(slice(None), *sl[1])]
+                out[sl[0]] = z[sl[1]]
     return out
 
 
@@ -102,10 +143,10 @@ def render_region(
     fl = _alloc((2, h, w), np.float32)
     cells = cells_in_region(scene, y0, x0, y0 + h, x0 + w)
     px = scene.pixel_size_um
-    m = scene.margin_px
     for cell in cells:
-        if not (y0 - m <= cell.cy < y0 + h + m and x0 - m <= cell.cx < x0 + w + m):
-            continue
+        reach = patch_radius_px(cell, px) + 4  # + the largest channel shift
+        if not (y0 - reach <= cell.cy < y0 + h + reach and x0 - reach <= cell.cx < x0 + w + reach):
+            continue  # its patch cannot touch the region
         p = render_cell(cell, px)
         if _array_hook is not None:
             _array_hook(p.mask.shape)
@@ -120,16 +161,21 @@ def render_region(
             if sl is not None:
                 r, q = sl
                 fl[ci][r] = fl[ci][r] * (1.0 - p.alpha[q]) + arr[q]
+                if ci == 0 and scene.bleed:  # PNA seen through the PRM1 filter
+                    fl[0][r] += scene.bleed * p.pna[q]
 
-    yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
+    _dust(scene, trans, y0, x0)
+    y = np.arange(y0, y0 + h, dtype=np.float64)[:, None]
+    x = np.arange(x0, x0 + w, dtype=np.float64)[None, :]
     image = _alloc((3, h, w), np.uint16)
-    bf = scene.bf_level * illumination(scene, yy, xx) * np.clip(trans, 0.05, None)
+    bf = scene.bf_level * illumination(scene, y, x) * np.clip(trans, 0.05, None)
     channels = [bf]
     for ci in range(2):
-        bg = scene.fl_background[ci] * (1.0 + 0.4 * haze(scene, yy, xx, ci))
+        bg = scene.fl_background[ci] * (1.0 + 0.4 * haze(scene, y, x, ci))
         channels.append(bg + fl[ci])
     for c, v in enumerate(channels):
-        z = noise(scene, c, y0, x0, h, w)
-        v = v + np.sqrt(np.maximum(v, 0) * scene.gain) * z[0] + scene.read_noise * z[1]
+        # shot noise (Gaussian approximation, variance gain * signal) plus read noise
+        sd = np.sqrt(np.maximum(v, 0) * scene.gain + scene.read_noise**2)
+        v = v + sd * noise(scene, c, y0, x0, h, w)
         image[c] = np.clip(np.rint(v), 0, MAX_VALUE).astype(np.uint16)
     return image, labels

@@ -2,10 +2,16 @@
 
 The image plane is cut into square blocks of :data:`BLOCK` pixels. The cells of block
 ``(by, bx)`` are drawn from ``numpy.random.default_rng(SeedSequence([seed, by, bx]))``, so any
-part of an arbitrarily large image can be rendered without drawing the rest. A candidate is
-dropped when it overlaps (beyond touching) an earlier candidate of its own block or any
-candidate of the already-placed neighbour blocks (up-left, up, up-right, left). The label id of
-a cell is ``block_index * CELLS_PER_BLOCK + index_in_block + 1`` (uint32).
+part of an arbitrarily large image can be rendered without drawing the rest. Most cells land
+uniformly at random; a fraction (:data:`CLUSTER_RATE`) is placed against the previous cell of
+the block, touching or slightly overlapping it, as cells clump in a suspension. A candidate is
+dropped when it overlaps too much (centre distance below :data:`MIN_SEPARATION` times the sum
+of the radii) an earlier candidate of its own block or any candidate of the already-placed
+neighbour blocks (up-left, up, up-right, left). The label id of a cell is
+``block_index * CELLS_PER_BLOCK + index_in_block + 1`` (uint32); higher ids lie on top.
+
+Dust on the optics (:func:`block_dust`) is drawn the same way from its own seed sequence; it is
+not a cell and carries no label.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ CELLS_PER_BLOCK = 256
 BASE_DENSITY = 3.5
 #: centre distance below which two cells count as overlapping, times the sum of their radii
 MIN_SEPARATION = 0.8
+#: fraction of cells placed against the previous cell of their block (touching / overlapping)
+CLUSTER_RATE = 0.2
+#: mean number of dust specks per block
+DUST_PER_BLOCK = 0.25
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,20 @@ class SceneParams:
         Pixel size, µm.
     density : float
         Scale factor on :data:`BASE_DENSITY` cells per 1000 µm².
+    bf_level : float
+        Brightfield background, counts (uint16, 12-bit range).
+    illum_amp, vignetting : float
+        Relative amplitude of the smooth uneven illumination and of the per-field vignetting.
+    read_noise, gain : float
+        Camera read noise (counts, standard deviation) and shot-noise gain (variance per count).
+    fl_background : (float, float)
+        Fluorescence background (PRM1, PNA), counts.
+    bleed : float
+        Fraction of the PNA emission seen in the PRM1 channel (bleed-through).
+    shifts : ((int, int), (int, int))
+        ``(dy, dx)`` registration shift of PRM1 and PNA against brightfield, pixels.
+    defocus_rate : float
+        Fraction of cells out of focus.
     """
 
     seed: int
@@ -50,9 +74,12 @@ class SceneParams:
     density: float = 1.0
     bf_level: float = 2500.0
     illum_amp: float = 0.12
+    vignetting: float = 0.04
     read_noise: float = 6.0
     gain: float = 0.5
     fl_background: tuple[float, float] = (110.0, 120.0)
+    bleed: float = 0.02
+    defocus_rate: float = 0.15
     shifts: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
     illum: tuple[float, ...] = field(default=(0.0,) * 8)
 
@@ -74,7 +101,11 @@ def make_scene(
     *,
     jitter: bool = False,
 ) -> SceneParams:
-    """Scene parameters for ``seed``; ``jitter`` varies illumination, noise and density a little."""
+    """Scene parameters for ``seed`` (shape ``(Y, X)`` in pixels, pixel size in µm).
+
+    ``jitter`` varies illumination, noise, defocus, density and pixel size (±8 %) a little, for
+    training sets of independent scenes.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     shifts = []
     for _ in range(2):  # PRM1, PNA: 1-3 px shift along each axis, random sign
@@ -88,8 +119,11 @@ def make_scene(
             "illum_amp": float(rng.uniform(0.04, 0.2)),
             "read_noise": float(rng.uniform(3, 12)),
             "gain": float(rng.uniform(0.3, 1.0)),
+            "defocus_rate": float(rng.uniform(0.05, 0.3)),
+            "vignetting": float(rng.uniform(0.0, 0.08)),
         }
         density = density * float(rng.uniform(0.6, 1.5))
+        pixel_size_um = pixel_size_um * float(rng.uniform(0.92, 1.08))
     return SceneParams(
         seed=int(seed),
         shape=(int(shape[0]), int(shape[1])),
@@ -119,13 +153,37 @@ def _candidates_cached(scene: SceneParams, by: int, bx: int) -> list[Cell]:
     types = rng.choice(len(CELL_TYPES), size=n, p=p / p.sum())
     ys = y0 + rng.uniform(0, h, n)
     xs = x0 + rng.uniform(0, w, n)
+    clustered = rng.random(n) < CLUSTER_RATE
     base = (by * scene.n_blocks[1] + bx) * CELLS_PER_BLOCK
-    cells = []
+    cells: list[Cell] = []
     for k in range(n):
-        c = sample_cell(rng, CELL_TYPES[types[k]], float(ys[k]), float(xs[k]))
+        c = sample_cell(
+            rng, CELL_TYPES[types[k]], float(ys[k]), float(xs[k]), defocus_rate=scene.defocus_rate
+        )
+        ang, gap = float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.82, 1.0))
+        if clustered[k] and cells:  # against the previous cell: touching or overlapping
+            prev = cells[-1]
+            dist = gap * (prev.radius_um + c.radius_um) / scene.pixel_size_um
+            cy, cx = prev.cy + dist * math.sin(ang), prev.cx + dist * math.cos(ang)
+            if y0 <= cy < y0 + h and x0 <= cx < x0 + w:  # stay in the block
+                c.cy, c.cx = cy, cx
         c.label_id = base + k + 1
         cells.append(c)
     return cells
+
+
+@lru_cache(maxsize=1024)
+def block_dust(scene: SceneParams, by: int, bx: int) -> tuple[tuple[float, ...], ...]:
+    """Dust specks of block ``(by, bx)``: ``(cy, cx, radius_px, strength, ring)`` each."""
+    rng = np.random.default_rng(np.random.SeedSequence([scene.seed, by, bx, 0xD057]))
+    n = int(rng.poisson(DUST_PER_BLOCK))
+    out = []
+    for _ in range(n):
+        cy = by * BLOCK + float(rng.uniform(0, BLOCK))
+        cx = bx * BLOCK + float(rng.uniform(0, BLOCK))
+        radius = float(rng.uniform(1.5, 10.0)) / scene.pixel_size_um
+        out.append((cy, cx, radius, float(rng.uniform(0.03, 0.12)), float(rng.random() < 0.5)))
+    return tuple(out)
 
 
 def _overlaps(c: Cell, others: list[Cell], px: float) -> bool:
@@ -174,3 +232,4 @@ def clear_cache() -> None:
     """Forget cached block layouts (memory is bounded by the caches' sizes anyway)."""
     _candidates_cached.cache_clear()
     block_cells.cache_clear()
+    block_dust.cache_clear()

@@ -102,3 +102,32 @@ def write_tiny_coco(
     path = folder / "data.json"
     path.write_text(json.dumps(coco))
     return path
+
+
+#: a very small compact model for fast tests (same architecture, narrower / fewer samples)
+TINY_OVERRIDES = {
+    "backbone.out_channels": [8, 16, 16, 32],
+    "backbone.stem_out_channels": 8,
+    "backbone.gn_groups": 4,
+    "fpn.out_channels": 16,
+    "rpn.batch_size_per_image": 64,
+    "rpn.pre_nms_topk_train": 200,
+    "rpn.post_nms_topk_train": 64,
+    "rpn.pre_nms_topk_test": 100,
+    "rpn.post_nms_topk_test": 50,
+    "roi_heads.batch_size_per_image": 32,
+    "roi_heads.fc_dim": 32,
+    "mask_head.conv_dim": 16,
+    "mask_head.num_conv": 1,
+}
+
+#: fit() keyword arguments for fast, deterministic tests
+FAST_FIT = {
+    "batch_size": 2,
+    "num_workers": 0,
+    "threads": 1,
+    "warmup": 1,
+    "lr": 0.02,
+    "overrides": TINY_OVERRIDES,
+    "class_names": ["round_spermatid"],
+}

@@ -160,3 +160,41 @@ def test_pr_plot(tiny, tmp_path):
     rep = evaluate_detections(tiny, results, ["round_spermatid"])
     path = plot_pr_curves(rep, tmp_path / "pr.png")
     assert path.stat().st_size > 1000
+
+
+def test_detections_to_results_pastes_masks():
+    from napari_hrs.engine.structures import Detections
+    from napari_hrs.train.evaluate import detections_to_results
+
+    probs = np.zeros((1, 28, 28), np.float32)
+    probs[0, 7:21, 7:21] = 1.0  # the central half of the box
+    dets = Detections(
+        boxes=np.array([[10, 20, 38, 48]], np.float32), scores=np.array([0.8], np.float32),
+        classes=np.array([0]), mask_probs=probs, image_size=(64, 64),
+    )  # fmt: skip
+    (res,) = detections_to_results(dets, image_id=5, cat_ids=[3])
+    assert res["image_id"] == 5 and res["category_id"] == 3 and res["score"] == pytest.approx(0.8)
+    assert res["bbox"] == [10.0, 20.0, 28.0, 28.0]
+    from pycocotools import mask as mask_utils
+
+    m = mask_utils.decode({"size": res["segmentation"]["size"],
+                           "counts": res["segmentation"]["counts"].encode()})  # fmt: skip
+    ys, xs = np.nonzero(m)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (27, 40, 17, 30)
+
+
+def test_evaluate_runs_a_model_end_to_end(tmp_path):
+    """A (barely trained) model: the report has every section and writes its files."""
+    from _train_helpers import FAST_FIT
+    from napari_hrs.train import evaluate, fit
+
+    data = write_tiny_coco(tmp_path, n_images=2, size=64)
+    model = fit(data, out=tmp_path / "m.pt", iters=2, **FAST_FIT)
+    calls = []
+    rep = evaluate(model, data, device="cpu", out_dir=tmp_path / "ev",
+                   progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    assert calls[-1] == (2, 2)
+    assert -1 <= rep.segm["AP"] <= 1 and rep.n_images == 2
+    assert set(rep.lookalikes) == set(CATS)
+    assert (tmp_path / "ev" / "report.json").is_file()
+    assert (tmp_path / "ev" / "pr_curve.png").is_file()

@@ -64,7 +64,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
-    p.add_argument("--workers", type=int, default=None, help="data loader processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data loader processes (default: one per spare core, at most 4)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: the cores the loader leaves, at least 1)",
+    )
+    p.add_argument(
+        "--no-train-state",
+        action="store_true",
+        help="drop the optimizer state from the final checkpoint (smaller file, cannot be resumed)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -130,8 +146,16 @@ def run(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done - bar.n)
 
-    def on_log(it: int, losses: dict) -> None:
-        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k != "lr"}, refresh=False)
+    def on_log(it: int, row: dict) -> None:
+        groups = {"total": 0.0, "rpn": 0.0, "cls": 0.0, "box": 0.0, "mask": 0.0}
+        for key, value in row.items():
+            if key == "total":
+                groups["total"] = value
+            elif key.startswith("loss_"):
+                name = key[5:]
+                group = "rpn" if name.startswith("rpn") else name.split("_")[0]
+                groups[group] = groups.get(group, 0.0) + value
+        bar.set_postfix({k: f"{v:.3f}" for k, v in groups.items()}, refresh=False)
 
     try:
         out = fit(
@@ -155,13 +179,15 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
             num_workers=args.workers,
+            threads=args.threads,
+            keep_train_state=not args.no_train_state,
             overrides=parse_overrides(args.overrides),
             progress=progress,
             on_log=on_log,
         )
     except Cancelled as exc:
         raise CLIError(str(exc)) from exc
-    except (HRSError, FileNotFoundError) as exc:
+    except (HRSError, FileNotFoundError, ValueError, FloatingPointError) as exc:
         raise CLIError(str(exc)) from exc
     finally:
         bar.close()

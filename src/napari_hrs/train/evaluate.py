@@ -177,7 +177,9 @@ def detections_to_results(dets, image_id: int, cat_ids: Sequence[int]) -> list[d
     out = []
     for i in range(len(dets)):
         box = np.asarray(dets.boxes[i], np.float64)
-        mask = np.asarray(paste_mask(dets.mask_probs[i], box, (h, w))) >= 0.5
+        part, (y0, x0) = paste_mask(dets.mask_probs[i], box, (h, w), threshold=0.5)
+        mask = np.zeros((h, w), bool)
+        mask[y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]] = part
         out.append(
             {
                 "image_id": int(image_id),
@@ -353,17 +355,18 @@ def evaluate(
     progress, cancel : callbacks (images done, total) / return True to stop (raises Cancelled)
     """
     from napari_hrs.engine.intensity import estimate_range
+    from napari_hrs.engine.predictor import Predictor
     from napari_hrs.train.dataset import to_channels
-    from napari_hrs.train.modelio import as_predictor
 
     ds = dataset if isinstance(dataset, InstanceDataset) else InstanceDataset.from_coco(dataset)
-    predictor, class_names, in_channels = as_predictor(
+    predictor = Predictor(
         model_or_loaded,
         device=device,
         score_threshold=score_threshold,
         max_detections=max_dets,
         batch_size=batch_size,
     )
+    class_names, in_channels = predictor.class_names, predictor.input_channels
     name_to_id = {v: k for k, v in ds.categories.items()}
     cat_ids = [name_to_id.get(n, -1) for n in class_names]
     results: list[dict] = []

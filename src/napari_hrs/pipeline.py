@@ -104,7 +104,6 @@ def run_pipeline(
     """
     from napari_hrs.engine.detect import detect
     from napari_hrs.io import open_acquisition
-    from napari_hrs.markers import call_markers, quantify_acquisition, summarize
 
     acq = acquisition if hasattr(acquisition, "channel") else open_acquisition(acquisition)
 
@@ -125,19 +124,41 @@ def run_pipeline(
         progress=stage(0, 400),
         cancel=cancel,
     )
+    cells, summary, markers = measure_cells(acq, result, marker_method=marker_method,
+                                            ring_px=ring_px, progress=stage(400, 100),
+                                            cancel=cancel)  # fmt: skip
+    write_cell_tables(Path(result.path), cells, summary)
+    if progress is not None:
+        progress(500, 500)
+    return PipelineResult(detection=result, cells=cells, summary=summary, markers=markers)
+
+
+def measure_cells(
+    acq: Any,
+    result: Any,
+    *,
+    marker_method: str = "otsu",
+    ring_px: tuple[int, int] = (2, 6),
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any], tuple[str, ...]]:
+    """PRM1 / PNA per detected cell of a detection ``result`` on ``acq``.
+
+    Returns ``(cells, summary, markers)``: the detection table (``label_id``, class, score,
+    box and centroid in pixels and µm) joined with the marker measures and calls, the
+    :func:`~napari_hrs.markers.summarize` dict plus ``n_detections`` and ``status``, and the
+    marker roles measured. Markers are skipped (detection columns only, empty summary) when the
+    result is incomplete, has no cells, or the acquisition has no PRM1 / PNA channel.
+    """
+    from napari_hrs.markers import call_markers, quantify_acquisition, summarize
+
     det = result.table.rename(columns={"id": "label_id"})
     markers = tuple(m for m in ("PRM1", "PNA") if acq.has_role(m))
     if not result.complete or not markers or det.empty:
-        cells = det
-        summary = {}
+        cells, summary = det, {}
     else:
         measured = quantify_acquisition(
-            acq,
-            result.labels,
-            markers=markers,
-            ring_px=ring_px,
-            progress=stage(400, 100),
-            cancel=cancel,
+            acq, result.labels, markers=markers, ring_px=ring_px, progress=progress, cancel=cancel
         )
         keep = [c for c in measured.columns if c not in det.columns or c == "label_id"]
         cells = det.merge(measured[keep], on="label_id", how="left")
@@ -145,13 +166,10 @@ def run_pipeline(
         summary = summarize(cells)
     summary["n_detections"] = len(det)
     summary["status"] = result.status
-    _write_beside(Path(result.path), cells, summary)
-    if progress is not None:
-        progress(500, 500)
-    return PipelineResult(detection=result, cells=cells, summary=summary, markers=markers)
+    return cells, summary, markers
 
 
-def _write_beside(result_path: Path, cells: pd.DataFrame, summary: dict[str, Any]) -> None:
+def write_cell_tables(result_path: Path, cells: pd.DataFrame, summary: dict[str, Any]) -> None:
     """Write ``cells.csv`` and ``summary.json`` into the result folder, atomically."""
     for name, write in (
         ("cells.csv", lambda f: cells.to_csv(f, index=False)),

@@ -23,6 +23,7 @@ import types
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,18 @@ from napari_hrs.engine.results import DetectionResult, ResultWriter, read_detect
 from napari_hrs.engine.tiling import Instance, Stitcher, Tile, TileGrid
 from napari_hrs.errors import AcquisitionError
 
-__all__ = ["RESAMPLE_TOLERANCE", "default_overlap", "detect", "intensity_range", "resolve_output"]
+__all__ = [
+    "RESAMPLE_TOLERANCE",
+    "DetectionPlan",
+    "StitchedOutput",
+    "TileReader",
+    "default_overlap",
+    "detect",
+    "intensity_range",
+    "plan_detection",
+    "resolve_output",
+    "tile_instances",
+]
 
 #: resample tiles when image and model pixel sizes differ by more than this fraction
 RESAMPLE_TOLERANCE = 0.05
@@ -90,8 +102,9 @@ def resolve_output(acq: Any, out: str | Path | None, name: str) -> tuple[Path, P
     return group_dir / "labels" / name, group_dir / "labels", zarr_format
 
 
-class _TileReader:
-    """Read, normalise and resample tiles; counts the tiles held in memory."""
+class TileReader:
+    """Read, normalise (one :class:`IntensityRange` for the whole image) and resample tiles of a
+    lazy ``(Y, X)`` channel; counts the tiles held in memory."""
 
     def __init__(self, channel: Any, rng: IntensityRange, scale: float) -> None:
         self.channel, self.rng, self.scale = channel, rng, scale
@@ -134,7 +147,8 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
     return out[0, 0].numpy()
 
 
-def _instances(dets: Any, tile: Tile, image_shape: tuple[int, int]) -> tuple[list[Instance], int]:
+def tile_instances(dets: Any, tile: Tile, image_shape: tuple[int, int]
+                   ) -> tuple[list[Instance], int]:  # fmt: skip
     """Owned detections of one tile, boxes mapped to image pixels, masks pasted; and the number
     of detections not owned by the tile."""
     if len(dets) == 0:
@@ -152,6 +166,146 @@ def _instances(dets: Any, tile: Tile, image_shape: tuple[int, int]) -> tuple[lis
         if inst.area:
             out.append(inst)
     return out, int((~mine).sum())
+
+
+@dataclass
+class DetectionPlan:
+    """How an image is tiled for a model: everything fixed before the first tile is read.
+
+    ``shape`` is the detected level's ``(Y, X)`` in pixels; ``scale`` is model pixels per image
+    pixel; ``tile_px`` / ``overlap_px`` are in image pixels, ``overlap_model_px`` in model
+    pixels; ``pixel_size_um`` is the image's (µm per pixel, None when unknown).
+    """
+
+    shape: tuple[int, int]
+    level: int
+    scale: float
+    tile: int
+    tile_px: int
+    overlap_model_px: int
+    overlap_px: int
+    resample: bool
+    intensity: IntensityRange
+    grid: TileGrid
+    pixel_size_um: float | None
+
+    def metadata(self, acq: Any, predictor: Any, *, merge_iou: float) -> dict:
+        """The ``run.json`` provenance of a result made with this plan (status ``running``)."""
+        from napari_hrs import __version__
+
+        return {
+            "napari_hrs_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": {"path": str(acq.path), "format": getattr(acq, "format", ""),
+                       "level": self.level, "shape": list(self.shape),
+                       "pixel_size_um": self.pixel_size_um},
+            "model": predictor.describe(),
+            "parameters": {"tile": self.tile, "overlap": self.overlap_model_px,
+                           "tile_image_px": self.tile_px, "overlap_image_px": self.overlap_px,
+                           "batch": predictor.batch_size, "resample": self.resample,
+                           "scale": self.scale, "merge_iou": merge_iou,
+                           "score_threshold": predictor.score_threshold,
+                           "intensity": {"low": self.intensity.low, "high": self.intensity.high}},
+            "grid": [self.grid.n_rows, self.grid.n_cols],
+            "tiles_total": len(self.grid),
+            "tiles_done": 0,
+            "coordinates": "pixels of the detected level; boxes x0 y0 x1 y1 half-open",
+        }  # fmt: skip
+
+
+def plan_detection(
+    acq: Any,
+    predictor: Any,
+    *,
+    tile: int = 1024,
+    overlap: int | None = None,
+    level: int = 0,
+    resample: bool = True,
+    intensity: IntensityRange | None = None,
+) -> DetectionPlan:
+    """Tile grid, resampling factor and intensity range for detecting ``acq`` with
+    ``predictor`` (anything with ``pixel_size_um`` and ``max_object_size_px``).
+
+    ``tile`` and ``overlap`` are model-input pixels; see :func:`detect`. Reads only a
+    low-resolution level (for the intensity range), never the whole image.
+    """
+    channel = acq.channel("brightfield", level)
+    shape = (int(channel.shape[0]), int(channel.shape[1]))
+    px_image = acq.pixel_size_at(level % len(acq.levels))
+    px_model = predictor.pixel_size_um
+    scale = 1.0  # model pixels per image pixel
+    if resample and px_image and px_model:
+        ratio = px_image / px_model
+        if abs(ratio - 1.0) > RESAMPLE_TOLERANCE:
+            scale = ratio
+    ov_model = default_overlap(predictor.max_object_size_px) if overlap is None else int(overlap)
+    if predictor.max_object_size_px and ov_model < predictor.max_object_size_px:
+        warnings.warn(
+            f"overlap {ov_model} px is smaller than the model's largest object "
+            f"({predictor.max_object_size_px:g} px): cells on tile borders may be cut or "
+            f"missed; pass overlap >= {default_overlap(predictor.max_object_size_px)}",
+            stacklevel=3,
+        )
+    tile_px = max(1, round(tile / scale))
+    overlap_px = int(math.ceil(ov_model / scale))
+    if overlap_px >= tile_px:
+        raise ValueError(f"overlap {ov_model} px must be smaller than tile {tile} px (model "
+                         f"pixels); pass a larger tile or a smaller overlap")  # fmt: skip
+    rng = intensity if intensity is not None else intensity_range(acq, level % len(acq.levels))
+    return DetectionPlan(shape=shape, level=level, scale=scale, tile=tile, tile_px=tile_px,
+                         overlap_model_px=ov_model, overlap_px=overlap_px, resample=resample,
+                         intensity=rng, grid=TileGrid(shape, tile_px, overlap_px),
+                         pixel_size_um=px_image)  # fmt: skip
+
+
+class StitchedOutput:
+    """Tiles' owned instances in, final instances out to a :class:`ResultWriter`.
+
+    Feed :meth:`add_tile` in row-major tile order (as :attr:`TileGrid.tiles`); each finished tile
+    row is merged with its neighbours (:class:`~napari_hrs.engine.tiling.Stitcher`) and written.
+    :meth:`finish` flushes the last rows and renames the result into place.
+    """
+
+    def __init__(self, grid: TileGrid, writer: ResultWriter, merge_iou: float = 0.5) -> None:
+        self.grid, self.writer = grid, writer
+        self.stitcher = Stitcher(grid, merge_iou=merge_iou)
+        self.not_owned = 0
+        self.stitch_s = 0.0
+        self.write_s = 0.0
+
+    def add_tile(self, tile: Tile, instances: list[Instance], not_owned: int = 0) -> None:
+        t0 = time.perf_counter()
+        self.not_owned += not_owned
+        self.stitcher.add(tile, instances)
+        if tile.col == self.grid.n_cols - 1:
+            final = self.stitcher.end_row(tile.row)
+            t1 = time.perf_counter()
+            self.writer.add(final)
+            self.writer.advance(self.grid.ys[tile.row])
+            self.write_s += time.perf_counter() - t1
+            self.stitch_s += t1 - t0
+        else:
+            self.stitch_s += time.perf_counter() - t0
+
+    def finish(self, status: str, tiles_done: int, timing: dict[str, float], t_start: float,
+               stats: dict[str, Any] | None = None) -> Path:  # fmt: skip
+        """Write what is pending, then the result with ``status`` and run statistics."""
+        t0 = time.perf_counter()
+        self.writer.add(self.stitcher.flush())
+        self.writer.advance(self.grid.shape[0])
+        self.write_s += time.perf_counter() - t0
+        timing = {**timing, "stitch_s": self.stitch_s, "write_s": self.write_s,
+                  "total_s": time.perf_counter() - t_start}  # fmt: skip
+        return self.writer.finish(status, {
+            "tiles_done": tiles_done,
+            "timing": {k: round(v, 3) for k, v in timing.items()},
+            "stats": {**(stats or {}),
+                      "max_pending_tiles": self.stitcher.max_pending_tiles,
+                      "max_pending_instances": self.writer.max_pending,
+                      "merged_duplicates": self.stitcher.n_merged,
+                      "suppressed_in_tile": self.stitcher.n_suppressed,
+                      "not_owned": self.not_owned},
+        })  # fmt: skip
 
 
 def detect(
@@ -227,7 +381,6 @@ def detect(
     DetectionResult
         The written result, read back lazily.
     """
-    from napari_hrs import __version__
     from napari_hrs.engine.predictor import Predictor, _cfg_get
 
     t_start = time.perf_counter()
@@ -248,54 +401,18 @@ def detect(
         if max_detections is None:
             per_tile = _cfg_get(predictor.cfg, "detections_per_image", None)
             predictor.max_detections = int(per_tile or 100)
-    channel = acq.channel("brightfield", level)
-    shape = (int(channel.shape[0]), int(channel.shape[1]))
-    px_image = acq.pixel_size_at(level % len(acq.levels))
-    px_model = predictor.pixel_size_um
-    scale = 1.0  # model pixels per image pixel
-    if resample and px_image and px_model:
-        ratio = px_image / px_model
-        if abs(ratio - 1.0) > RESAMPLE_TOLERANCE:
-            scale = ratio
-    ov_model = default_overlap(predictor.max_object_size_px) if overlap is None else int(overlap)
-    if predictor.max_object_size_px and ov_model < predictor.max_object_size_px:
-        warnings.warn(
-            f"overlap {ov_model} px is smaller than the model's largest object "
-            f"({predictor.max_object_size_px:g} px): cells on tile borders may be cut or "
-            f"missed; pass overlap >= {default_overlap(predictor.max_object_size_px)}",
-            stacklevel=2,
-        )
-    tile_px = max(1, round(tile / scale))
-    overlap_px = int(math.ceil(ov_model / scale))
-    if overlap_px >= tile_px:
-        raise ValueError(f"overlap {ov_model} px must be smaller than tile {tile} px (model "
-                         f"pixels); pass a larger tile or a smaller overlap")  # fmt: skip
-    rng = intensity if intensity is not None else intensity_range(acq, level % len(acq.levels))
-    grid = TileGrid(shape, tile_px, overlap_px)
-    meta = {
-        "napari_hrs_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": {"path": str(acq.path), "format": getattr(acq, "format", ""), "level": level,
-                   "shape": list(shape), "pixel_size_um": px_image},
-        "model": predictor.describe(),
-        "parameters": {"tile": tile, "overlap": ov_model, "tile_image_px": tile_px,
-                       "overlap_image_px": overlap_px, "batch": predictor.batch_size,
-                       "resample": resample, "scale": scale, "merge_iou": merge_iou,
-                       "score_threshold": predictor.score_threshold,
-                       "intensity": {"low": rng.low, "high": rng.high}},
-        "grid": [grid.n_rows, grid.n_cols],
-        "tiles_total": len(grid),
-        "tiles_done": 0,
-        "coordinates": "pixels of the detected level; boxes x0 y0 x1 y1 half-open",
-    }  # fmt: skip
-    writer = ResultWriter(target, shape, class_names=predictor.class_names, pixel_size_um=px_image,
-                          chunk=chunk, zarr_format=zarr_format, labels_group=labels_group,
-                          overwrite=overwrite, metadata=meta)  # fmt: skip
-    stitcher = Stitcher(grid, merge_iou=merge_iou)
-    reader = _TileReader(channel, rng, scale)
+    plan = plan_detection(acq, predictor, tile=tile, overlap=overlap, level=level,
+                          resample=resample, intensity=intensity)  # fmt: skip
+    meta = plan.metadata(acq, predictor, merge_iou=merge_iou)
+    writer = ResultWriter(target, plan.shape, class_names=predictor.class_names,
+                          pixel_size_um=plan.pixel_size_um, chunk=chunk, zarr_format=zarr_format,
+                          labels_group=labels_group, overwrite=overwrite, metadata=meta)  # fmt: skip
+    output = StitchedOutput(plan.grid, writer, merge_iou=merge_iou)
+    reader = TileReader(acq.channel("brightfield", level), plan.intensity, plan.scale)
+    grid = plan.grid
     batches = [grid.tiles[i : i + predictor.batch_size] for i in range(0, len(grid), predictor.batch_size)]  # fmt: skip
-    timing = {"predict_s": 0.0, "stitch_s": 0.0, "write_s": 0.0}
-    done, not_owned, cancelled = 0, 0, False
+    timing = {"predict_s": 0.0}
+    done, cancelled = 0, False
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrs-tiles") as pool:
             future = pool.submit(reader.load, batches[0]) if batches else None
@@ -310,42 +427,18 @@ def detect(
                 dets = predictor.predict(images)
                 reader.release(len(images))
                 del images
-                t1 = time.perf_counter()
-                written = 0.0
+                timing["predict_s"] += time.perf_counter() - t0
                 for t, d in zip(tiles, dets, strict=True):
-                    inst, n_out = _instances(d, t, shape)
-                    not_owned += n_out
-                    stitcher.add(t, inst)
-                    if t.col == grid.n_cols - 1:
-                        final = stitcher.end_row(t.row)
-                        t2 = time.perf_counter()
-                        writer.add(final)
-                        writer.advance(grid.ys[t.row])
-                        written += time.perf_counter() - t2
-                timing["predict_s"] += t1 - t0
-                timing["stitch_s"] += time.perf_counter() - t1 - written
-                timing["write_s"] += written
+                    output.add_tile(t, *tile_instances(d, t, plan.shape))
                 done += len(tiles)
                 if progress is not None:
                     progress(done, len(grid))
             if cancelled and future is not None:
                 future.cancel()
-        t2 = time.perf_counter()
-        writer.add(stitcher.flush())
-        writer.advance(shape[0])
-        timing["write_s"] += time.perf_counter() - t2
         timing["read_s"] = reader.seconds
-        timing["total_s"] = time.perf_counter() - t_start
         status = "incomplete" if cancelled or done < len(grid) else "complete"
-        path = writer.finish(status, {
-            "tiles_done": done,
-            "timing": {k: round(v, 3) for k, v in timing.items()},
-            "stats": {"max_tiles_in_memory": reader.max_held,
-                      "max_pending_tiles": stitcher.max_pending_tiles,
-                      "max_pending_instances": writer.max_pending,
-                      "merged_duplicates": stitcher.n_merged,
-                      "suppressed_in_tile": stitcher.n_suppressed, "not_owned": not_owned},
-        })  # fmt: skip
+        path = output.finish(status, done, timing, t_start,
+                             {"max_tiles_in_memory": reader.max_held})  # fmt: skip
     except BaseException:
         writer.abort()
         raise

@@ -18,17 +18,21 @@ from napari_hrs.train.dataset import (
     write_coco,
 )
 from napari_hrs.train.evaluate import EvalReport, evaluate, evaluate_detections
+from napari_hrs.train.finetune import FinetuneResult, crop_annotations, finetune_on_labels
 from napari_hrs.train.fit import fit
 
 __all__ = [
     "AugmentConfig",
     "EvalReport",
+    "FinetuneResult",
     "InstanceDataset",
     "Sample",
     "augment",
     "coco_to_labels",
+    "crop_annotations",
     "evaluate",
     "evaluate_detections",
+    "finetune_on_labels",
     "fit",
     "labels_to_coco",
     "split_dataset",

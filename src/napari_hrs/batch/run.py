@@ -480,6 +480,10 @@ def _drive(client, active: list[_FileJob], device, threads, model, score_thresho
                     f.cancel()
                 save_manifest()
                 continue
+            # the result is on disk now: let the cluster forget it (worker memory stays flat)
+            owner.pop(fut, None)
+            j.futures.remove(fut)
+            fut.release()
             for o in outputs:
                 if o.tile.index in j.pending:
                     j.spool.put(o)
@@ -492,7 +496,7 @@ def _drive(client, active: list[_FileJob], device, threads, model, score_thresho
                 _finish(j, predictor, merge_iou, marker_method, ring_px)
                 save_manifest()
     except (Cancelled, KeyboardInterrupt):
-        for f in owner:
+        for f in list(owner):
             f.cancel()
         return True
     return False

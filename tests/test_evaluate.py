@@ -198,3 +198,21 @@ def test_evaluate_runs_a_model_end_to_end(tmp_path):
     assert set(rep.lookalikes) == set(CATS)
     assert (tmp_path / "ev" / "report.json").is_file()
     assert (tmp_path / "ev" / "pr_curve.png").is_file()
+
+
+def test_a_cell_is_called_once_by_its_best_class(tiny):
+    """Per-class NMS can return one lymphocyte as hRS (0.6) and as lymphocyte (0.9): the app
+    keeps the higher-scoring class, so it is not called hRS; alone, the 0.6 hRS call counts."""
+    names = ["round_spermatid", "lymphocyte"]
+    ids = {v: k for k, v in tiny.categories.items()}
+    hrs, _ = _results_from_gt(tiny, "round_spermatid")
+    as_hrs, n_lyo = _results_from_gt(tiny, "lymphocyte", score=0.6)
+    for r in as_hrs:
+        r["category_id"] = ids["round_spermatid"]
+    as_lyo, _ = _results_from_gt(tiny, "lymphocyte", score=0.9)
+    rep = evaluate_detections(tiny, hrs + as_hrs + as_lyo, names)
+    assert n_lyo > 0 and rep.lookalikes["lymphocyte"]["called"] == 0
+    assert rep.lookalikes["round_spermatid"]["fraction"] == pytest.approx(1.0)
+    weaker = [dict(r, score=0.55) for r in as_lyo]  # the hRS call now wins
+    rep = evaluate_detections(tiny, hrs + as_hrs + weaker, names)
+    assert rep.lookalikes["lymphocyte"]["called"] == n_lyo

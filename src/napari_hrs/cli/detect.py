@@ -61,6 +61,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="do not resample tiles to the model's pixel size")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing result")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--engine", choices=("native", "detectron2"), default="native",
+                   help="native (default) or detectron2 (runs the same weights through an "
+                        "installed detectron2)")
     return p
 
 
@@ -128,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
                     out=None if args.in_image else args.out, level=args.level,
                     resample=not args.no_resample, progress=progress,
                     cancel=lambda: stop["requested"], name=args.name, overwrite=args.overwrite,
+                    engine=args.engine,
                 )  # fmt: skip
         finally:
             signal.signal(signal.SIGINT, previous)

@@ -328,6 +328,7 @@ def detect(
     max_detections: int | None = None,
     intensity: IntensityRange | None = None,
     chunk: int = 1024,
+    engine: str = "native",
 ) -> DetectionResult:
     """Detect instances in a whole acquisition, tile by tile, and write the result.
 
@@ -375,6 +376,8 @@ def detect(
         Override the intensity mapping (default: estimated once on a low-resolution level).
     chunk : int
         Chunk edge of the label image (pixels).
+    engine : str
+        ``"native"`` or ``"detectron2"`` (see :class:`~napari_hrs.engine.predictor.Predictor`).
 
     Returns
     -------
@@ -397,7 +400,8 @@ def detect(
         predictor = model
     else:
         predictor = Predictor(model, device=device, score_threshold=score_threshold,
-                              max_detections=max_detections or 100, batch_size=batch)  # fmt: skip
+                              max_detections=max_detections or 100, batch_size=batch,
+                              engine=engine)  # fmt: skip
         if max_detections is None:
             per_tile = _cfg_get(predictor.cfg, "detections_per_image", None)
             predictor.max_detections = int(per_tile or 100)

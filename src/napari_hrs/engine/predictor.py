@@ -88,6 +88,10 @@ class Predictor:
     channels_last : bool, optional
         Use the channels-last memory format; default off (measured no faster on CPU for the
         compact model, see docs/detection.md).
+    engine : str
+        ``"native"`` (our Cascade Mask R-CNN on torch/torchvision, the default) or
+        ``"detectron2"``: the same config and weights run by detectron2 itself (needs
+        detectron2 installed; see :mod:`napari_hrs.engine.detectron2_backend`).
     """
 
     def __init__(
@@ -100,9 +104,14 @@ class Predictor:
         batch_size: int = 4,
         amp: bool | None = None,
         channels_last: bool | None = None,
+        engine: str = "native",
     ) -> None:
         import torch
 
+        from napari_hrs.engine.detectron2_backend import ENGINES
+
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; use one of {ENGINES}")
         self.device = resolve_device(device)
         self.source: str = ""
         self.meta: dict = {}
@@ -120,6 +129,13 @@ class Predictor:
             self.cfg = getattr(model_or_loaded, "cfg", None)
         if not callable(self.model):
             raise TypeError(f"not a model: {type(self.model).__name__} is not callable")
+        if engine == "detectron2" and getattr(self.model, "engine", "native") != "detectron2":
+            from napari_hrs.engine.detectron2_backend import Detectron2Model
+
+            if self.cfg is None or not isinstance(self.model, torch.nn.Module):
+                raise TypeError("engine='detectron2' needs a napari-hrs model with a config")
+            self.model = Detectron2Model(self.cfg, self.model.state_dict(), device=self.device)
+        self.engine = str(getattr(self.model, "engine", "native"))
         if batch_size < 1 or max_detections < 1:
             raise ValueError(f"batch_size and max_detections must be >= 1, got {batch_size}, "
                              f"{max_detections}")  # fmt: skip
@@ -171,6 +187,7 @@ class Predictor:
             "class_names": list(self.class_names),
             "model_pixel_size_um": self.pixel_size_um,
             "device": self.device,
+            "engine": self.engine,
             "amp": self.amp,
             "score_threshold": self.score_threshold,
             "max_detections": self.max_detections,

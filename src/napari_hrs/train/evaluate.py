@@ -8,7 +8,8 @@ low score threshold, as AP needs the whole precision-recall curve) and hands the
   :class:`~pycocotools.cocoeval.COCOeval` (its standard printed summary is kept in the report);
 - the look-alike confusion: how many ground-truth cells of each category were matched
   (mask IoU >= 0.5) by a detection *called* hRS, i.e. of the target class with a score at or above
-  the operating threshold. For red blood cells and lymphocytes this is the false-call rate;
+  the operating threshold, after keeping one class per cell as the app does
+  (:func:`one_call_per_cell`). For red blood cells and lymphocytes this is the false-call rate;
 - marker concordance (the paper's statistic): of the called detections matching a ground-truth
   cell, the fraction whose cell is PRM1+, PNA+, either, both (from annotation ``attributes``).
 
@@ -32,7 +33,7 @@ from pycocotools import mask as mask_utils
 from napari_hrs.errors import Cancelled, DatasetError
 from napari_hrs.train.dataset import InstanceDataset, decode_segmentation, encode_mask
 
-__all__ = ["EvalReport", "coco_metrics", "evaluate", "evaluate_detections"]
+__all__ = ["EvalReport", "coco_metrics", "evaluate", "evaluate_detections", "one_call_per_cell"]
 
 _METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
 MARKERS = ("PRM1_positive", "PNA_positive")
@@ -198,13 +199,46 @@ def detections_to_results(dets, image_id: int, cat_ids: Sequence[int]) -> list[d
 
 
 # --------------------------------------------------------------------------- confusion, markers
+def _rle(r: dict) -> dict:
+    rle = dict(r["segmentation"])
+    if isinstance(rle["counts"], str):
+        rle["counts"] = rle["counts"].encode("ascii")
+    return rle
+
+
+def one_call_per_cell(results: list[dict], merge_iou: float = 0.5) -> list[dict]:
+    """The detections the app keeps: per image, greedily by descending score, a detection is
+    dropped when its mask overlaps an already kept one (of any class) by IoU >= ``merge_iou``.
+
+    The model's NMS is per class, so one cell can come back as two classes (hRS 0.6 and
+    lymphocyte 0.9); :func:`napari_hrs.engine.detect.detect` keeps only the higher-scoring
+    one (the :class:`~napari_hrs.engine.tiling.Stitcher` rule), and so does this.
+    """
+    by_image: dict[int, list[dict]] = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    kept: list[dict] = []
+    for dets in by_image.values():
+        dets = sorted(dets, key=lambda r: -r["score"])
+        keep: list[dict] = []
+        for r in dets:
+            if keep:
+                ious = mask_utils.iou([_rle(r)], [_rle(k) for k in keep], [0] * len(keep))[0]
+                if float(np.max(ious)) >= merge_iou:
+                    continue
+            keep.append(r)
+        kept += keep
+    return kept
+
+
 def _called_matches(dataset: InstanceDataset, results: list[dict], target_cat: int, thr: float):
     """Greedy one-to-one mask matching (IoU >= 0.5) of called detections to GT cells of any
-    category. Yields (annotation, matched: bool) for every GT annotation, and the number of
-    called detections."""
+    category. A call is a detection scoring at least ``thr`` that is of the target class after
+    :func:`one_call_per_cell`. Yields (annotation, matched: bool) for every GT annotation, and
+    the number of called detections."""
     called_by_image: dict[int, list[dict]] = {}
-    for r in results:
-        if r["category_id"] == target_cat and r["score"] >= thr:
+    for r in one_call_per_cell([r for r in results if r["score"] >= thr]):
+        if r["category_id"] == target_cat:
             called_by_image.setdefault(r["image_id"], []).append(r)
     pairs, n_called = [], 0
     for rec in dataset.records:
@@ -217,12 +251,9 @@ def _called_matches(dataset: InstanceDataset, results: list[dict], target_cat: i
                 encode_mask(decode_segmentation(a["segmentation"], rec.height, rec.width))
                 for a in anns
             ]
+            gts = [dict(g, counts=g["counts"].encode("ascii")) for g in gt_rles]
             for r in called:
-                rle = dict(r["segmentation"])
-                if isinstance(rle["counts"], str):
-                    rle["counts"] = rle["counts"].encode("ascii")
-                gts = [dict(g, counts=g["counts"].encode("ascii")) for g in gt_rles]
-                ious = mask_utils.iou([rle], gts, [0] * len(gts))[0]
+                ious = mask_utils.iou([_rle(r)], gts, [0] * len(gts))[0]
                 ious = np.where(matched, -1.0, ious)
                 j = int(np.argmax(ious))
                 if ious[j] >= 0.5:
@@ -341,6 +372,7 @@ def evaluate(
     out_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    engine: str = "native",
 ) -> EvalReport:
     """Run a model on a COCO dataset and evaluate it (see the module docstring).
 
@@ -353,6 +385,7 @@ def evaluate(
     operating_threshold : score from which a detection counts as "called hRS"
     out_dir : if given, ``report.json`` and ``pr_curve.png`` are written there
     progress, cancel : callbacks (images done, total) / return True to stop (raises Cancelled)
+    engine : ``"native"`` or ``"detectron2"`` (see :class:`~napari_hrs.engine.predictor.Predictor`)
     """
     from napari_hrs.engine.intensity import estimate_range
     from napari_hrs.engine.predictor import Predictor
@@ -365,6 +398,7 @@ def evaluate(
         score_threshold=score_threshold,
         max_detections=max_dets,
         batch_size=batch_size,
+        engine=engine,
     )
     class_names, in_channels = predictor.class_names, predictor.input_channels
     name_to_id = {v: k for k, v in ds.categories.items()}

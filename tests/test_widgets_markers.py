@@ -102,3 +102,32 @@ def test_missing_layers_are_notified(viewer, monkeypatch):
     assert w.run() is None
     assert "choose the PRM1 and PNA and cells (a Labels layer) layer(s)" in errors[-1]
     assert w.show_scatter() is None and "quantify the cells first" in errors[-1]
+
+
+def test_summary_follows_the_detect_score_slider(viewer, qtbot):
+    """Moving the Detect widget's "show score ≥" slider re-summarizes the shown cells live."""
+    import threading
+
+    from napari_hrs._widgets._common import run_sync
+    from napari_hrs._widgets._detect import DetectWidget
+    from napari_hrs._widgets._markers import quantify_job
+
+    layers, truth, table = add_marker_layers(viewer)
+    cells = layers["cells"]
+    w = MarkersWidget(viewer)
+    channels, labels, params = w.parameters()
+    w.set_table(run_sync(quantify_job(channels, labels, threading.Event(), **params)), cells)
+    assert cells.metadata["hrs_markers"]["summary"]["n_cells"] == len(truth)
+    d = DetectWidget(viewer)
+    d.result_layer = cells
+    d.shown.enabled = True
+    d.shown.value = 0.75
+    kept = cells.features[cells.features["score"] >= 0.75]
+    assert 0 < len(kept) < len(truth)
+    summary = cells.metadata["hrs_markers"]["summary"]
+    assert summary["n_cells"] == len(kept)
+    expected = float((kept["PRM1_positive"] | kept["PNA_positive"]).mean())
+    assert summary["fraction_marker_positive"] == pytest.approx(expected)
+    assert f"cells counted: {len(kept)} of" in w.summary.value
+    d.shown.value = 0.0  # back to all cells
+    assert cells.metadata["hrs_markers"]["summary"]["n_cells"] == len(truth)

@@ -2,7 +2,8 @@
 
 "Quantify" measures every cell of the cells layer in the PRM1 and PNA layers (a thread worker
 with progress and Cancel). Changing the positivity method or a threshold re-calls the cells at
-once, without measuring again. The results go into the cells layer: its features table gains
+once, without measuring again; moving the Detect widget's score slider updates the summary
+live (it counts the cells shown). The results go into the cells layer: its features table gains
 the marker columns (``PRM1_mean_bgsub``, ``PRM1_positive``, ``category``...), each cell takes its
 category colour (PRM1+PNA+ yellow, PRM1+ red, PNA+ green, neither grey), and the summary gives
 the counts and the paper's statistic (PRM1+ and/or PNA+ among the detected hRS shown).
@@ -122,8 +123,29 @@ class MarkersWidget(Container):
 
     def set_table(self, table: Any, layer: Any) -> None:
         """Keep a quantified table for ``layer`` and call its cells."""
+        if self.layer is not None and self.layer is not layer:
+            self.layer.events.colormap.disconnect(self._shown_changed)
+        if self.layer is not layer:
+            # the Detect widget's score slider recolours the layer: follow it live
+            layer.events.colormap.connect(self._shown_changed)
         self.table, self.layer = table, layer
         self.call()
+
+    def _shown_changed(self, *_: Any) -> None:
+        """The cells shown changed (score threshold): summarize the shown cells again."""
+        from napari_hrs.markers import format_summary, summarize
+
+        layer = self.layer
+        state = layer.metadata.get(MARKERS_KEY) if layer is not None else None
+        if state is None or "category" not in layer.features.columns:
+            return
+        summary = summarize(_display.shown_table(layer))
+        if summary == state.get("summary"):
+            return
+        state["summary"] = summary
+        self.summary.value = format_summary(summary)
+        if self.scatter is not None:
+            self.scatter.set_layer(layer)
 
     # --- call -----------------------------------------------------------------------------
     def call(self) -> dict[str, Any] | None:

@@ -154,8 +154,9 @@ def sample_cell(
         darkness = float(rng.uniform(0.2, 0.3))
     elif cell_type == "red_blood_cell":
         darkness, aspect = float(rng.uniform(0.1, 0.17)), float(rng.uniform(0.93, 1.0))
-    elif cell_type == "lymphocyte":
-        nucleus = float(rng.uniform(0.78, 0.88))
+    elif cell_type == "lymphocyte":  # a thin, pale rim of cytoplasm round a large nucleus
+        nucleus = float(rng.uniform(0.84, 0.92))
+        darkness = float(rng.uniform(0.06, 0.12))
     else:  # debris
         aspect, n_harm, amp = float(rng.uniform(0.4, 0.9)), 5, 0.15
         darkness = float(rng.uniform(0.2, 0.45))

@@ -106,8 +106,9 @@ def _nucleus_texture(cell: Cell, nuc: np.ndarray, n_fine: np.ndarray, n_coarse: 
         return nuc * (0.08 + 0.22 * threads)
     if cell.type == "spermatogonium":  # dense, dark nucleus, fine granules
         return nuc * (0.24 + 0.05 * n_fine)
-    if cell.type == "lymphocyte":  # clumped chromatin filling the cell
-        return nuc * (0.2 + 0.06 * n_coarse)
+    if cell.type == "lymphocyte":  # dense heterochromatin in coarse clumps, filling the cell
+        clumps = np.clip(n_coarse, 0.0, None)
+        return nuc * (0.3 + 0.12 * clumps + 0.03 * n_fine)
     if cell.type == "round_spermatid":  # pale, finely granular
         return nuc * (0.1 + 0.03 * n_fine)
     return nuc * 0.0

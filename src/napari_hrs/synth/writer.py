@@ -43,7 +43,7 @@ COLORS = ("FFFFFF", "00FF00", "FF00FF")
 #: omero display windows (counts, 12-bit data)
 WINDOWS = ((300.0, 3600.0), (80.0, 1500.0), (80.0, 1500.0))
 #: bumped whenever a change to the generator changes the pixels of a given seed
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 #: called with the number of chunks in flight after each submission (tests check the bound)
 _inflight_hook: Callable[[int], None] | None = None

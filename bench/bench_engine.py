@@ -80,6 +80,7 @@ def compare(a, b) -> dict:
     for da, db in zip(a, b, strict=True):
         if len(da) and len(db):
             iou = pairwise_iou(torch.from_numpy(da.boxes), torch.from_numpy(db.boxes)).numpy()
+            iou[da.classes[:, None] != db.classes[None, :]] = -1.0
             j = iou.argmax(1)
             ious.append(iou[np.arange(len(da)), j].min())
             dscore.append(np.abs(da.scores - db.scores[j]).max())

@@ -8,7 +8,8 @@ For each preset the same weights (the bundled model for ``compact``; seeded rand
 for ``paper``, with the foreground bias raised so detections pass and the mask head runs) run
 on the same images (crops of the sample acquisition, tiled to ``--size``):
 
-- ``native``: our :class:`~napari_hrs.engine.predictor.Predictor`, ``--batch`` images per call;
+- ``native``: our :class:`~napari_hrs.engine.predictor.Predictor` with its defaults
+  (channels-last, FrozenBN folded into the convolutions), ``--batch`` images per call;
 - ``native-1``: ours, one image per call;
 - ``detectron2``: detectron2's own ``GeneralizedRCNN`` built from the same config, one image
   per call, as its ``DefaultPredictor`` runs (when detectron2 is importable);
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="default 0.5 (compact), 0.05 (paper: random weights)")
     args = p.parse_args(argv)
 
     import torch
@@ -114,13 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         size, n, batch = args.size or size, args.images or n, args.batch or batch
         loaded = model(preset)
         imgs = images(n, size, loaded.cfg.input_channels)
-        kw = {"device": args.device, "score_threshold": args.score_threshold}
+        thr = args.score_threshold
+        kw = {"device": args.device,
+              "score_threshold": thr if thr is not None else (0.5 if preset == "compact" else 0.05)}  # fmt: skip
         engines = {"native": Predictor(loaded, batch_size=batch, **kw),
                    "native-1": Predictor(loaded, batch_size=1, **kw)}  # fmt: skip
+        loaded.model.to(memory_format=torch.contiguous_format)  # detectron2 gets plain weights
         if detectron2_available():
             d2 = Detectron2Model.from_loaded(loaded, device=args.device)
-            engines["detectron2"] = Predictor(d2, batch_size=1, **kw)
-            engines["detectron2-batched"] = Predictor(d2, batch_size=batch, **kw)
+            engines["detectron2"] = Predictor(d2, batch_size=1, channels_last=False, **kw)
+            engines["detectron2-batched"] = Predictor(d2, batch_size=batch, channels_last=False,
+                                                      **kw)  # fmt: skip
         for pred in engines.values():  # warm-up (allocator, lazy inits)
             pred.predict(imgs[:batch])
         times: dict[str, list[float]] = {k: [] for k in engines}

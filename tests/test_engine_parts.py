@@ -132,3 +132,22 @@ def test_frozen_bn_matches_batchnorm_eval():
     fbn.load_state_dict(bn.state_dict())
     x = torch.randn(2, 4, 5, 5)
     assert torch.allclose(fbn(x), bn(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_frozen_bn_folds_into_the_conv_at_inference(bias):
+    """Without gradients a conv + FrozenBN runs as one conv with folded weights: same output
+    as the two steps (which training, with gradients, still runs)."""
+    from napari_hrs.engine.backbone import Conv2d
+
+    torch.manual_seed(0)
+    conv = Conv2d(8, 16, 3, padding=1, bias=bias, norm=FrozenBatchNorm2d(16))
+    for buf, lo, hi in (("weight", 0.5, 2.0), ("bias", -1.0, 1.0), ("running_mean", -1.0, 1.0),
+                        ("running_var", 0.2, 3.0)):  # fmt: skip
+        getattr(conv.norm, buf).uniform_(lo, hi)
+    x = torch.randn(2, 8, 12, 10)
+    two_steps = conv.norm(torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1))
+    with torch.no_grad():
+        folded = conv(x)
+    assert torch.allclose(folded, two_steps, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(conv(x), two_steps, atol=1e-6)  # with gradients: the two steps

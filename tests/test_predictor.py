@@ -199,3 +199,30 @@ def test_provenance_and_devices():
         Predictor(FakeDiscModel(), score_threshold=2.0)
     with pytest.raises(TypeError, match="not callable"):
         Predictor(object())
+
+
+def test_channels_last_by_default_for_our_model_same_detections():
+    import torch
+
+    from _engine_model_helpers import disc_batch, tiny_cfg
+    from napari_hrs.engine.checkpoint import Loaded
+    from napari_hrs.engine.model import build_model
+
+    torch.manual_seed(0)
+    cfg = tiny_cfg()
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for p in model.roi_heads.box_predictor:
+            p.cls_score.bias[0] = 2.0  # detections pass the threshold
+    images = [im[0].numpy() for im in disc_batch(2, 96)[0]]
+    default = Predictor(Loaded(model, cfg), score_threshold=0.3)
+    assert default.channels_last
+    a = default.predict(images)
+    model.to(memory_format=torch.contiguous_format)
+    b = Predictor(Loaded(model, cfg), score_threshold=0.3, channels_last=False).predict(images)
+    assert sum(len(d) for d in a) > 0
+    for da, db in zip(a, b, strict=True):
+        assert len(da) == len(db)
+        np.testing.assert_allclose(da.boxes, db.boxes, atol=1e-3)
+        np.testing.assert_allclose(da.scores, db.scores, atol=1e-5)
+    assert not Predictor(FakeDiscModel()).channels_last

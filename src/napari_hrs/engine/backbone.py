@@ -29,9 +29,13 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features) - eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` per channel: the layer is ``x * scale + shift``."""
         scale = self.weight * (self.running_var + self.eps).rsqrt()
-        bias = self.bias - self.running_mean * scale
+        return scale, self.bias - self.running_mean * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, bias = self.scale_shift()
         return x * scale.reshape(1, -1, 1, 1).to(x.dtype) + bias.reshape(1, -1, 1, 1).to(x.dtype)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
@@ -63,8 +67,15 @@ class Conv2d(nn.Conv2d):
         self.norm = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.norm
+        if isinstance(norm, FrozenBatchNorm2d) and not torch.is_grad_enabled():
+            # inference: fold the frozen affine into the convolution (one pass over x, not two)
+            scale, shift = norm.scale_shift()
+            weight = self.weight * scale.reshape(-1, 1, 1, 1)
+            bias = shift if self.bias is None else self.bias * scale + shift
+            return self._conv_forward(x, weight, bias)
         x = super().forward(x)
-        return self.norm(x) if self.norm is not None else x
+        return norm(x) if norm is not None else x
 
 
 def _msra(conv: nn.Conv2d) -> None:

@@ -86,8 +86,9 @@ class Predictor:
     amp : bool, optional
         fp16 autocast; default on for CUDA, never on CPU.
     channels_last : bool, optional
-        Use the channels-last memory format; default off (measured no faster on CPU for the
-        compact model, see docs/detection.md).
+        Use the channels-last memory format (model and inputs); default on for our
+        :class:`~napari_hrs.engine.model.CascadeMaskRCNN` (7-17 % faster on CPU, see
+        docs/performance.md), off for other models (detectron2's runs as detectron2 does).
     engine : str
         ``"native"`` (our Cascade Mask R-CNN on torch/torchvision, the default) or
         ``"detectron2"``: the same config and weights run by detectron2 itself (needs
@@ -146,6 +147,10 @@ class Predictor:
         self.batch_size = int(batch_size)
         on_cuda = self.device.startswith("cuda")
         self.amp = bool(on_cuda if amp is None else amp) and on_cuda
+        if channels_last is None:
+            from napari_hrs.engine.model import CascadeMaskRCNN
+
+            channels_last = isinstance(self.model, CascadeMaskRCNN)
         self.channels_last = bool(channels_last)
         if isinstance(self.model, torch.nn.Module):
             self.model.eval()

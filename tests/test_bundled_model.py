@@ -58,3 +58,28 @@ def test_bundled_model_calls_are_cells_and_rarely_lookalikes(scored):
     for name in ("red_blood_cell", "lymphocyte"):
         assert (cls == name).sum() > 0
         assert (hit_type[cls == name] == name).mean() >= 0.8
+
+
+def test_bundled_model_keeps_every_cell_of_a_dense_large_tile(tmp_path):
+    """The 1024² sample (~100 hRS, ~400 cells) in one 1024 px tile: the test-time proposal and
+    detection caps grow with the tile area, so cells are not cut off at a fixed top-k."""
+    from napari_hrs.engine.checkpoint import load_model
+    from napari_hrs.engine.detect import detect
+    from napari_hrs.io import open_acquisition
+    from napari_hrs.synth import read_ground_truth
+    from napari_hrs.synth.sample import sample_path
+
+    cfg = load_model("compact").cfg
+    assert cfg.test_topk(256, 256) == (400, 200, 100)  # a training crop: the fixed minima
+    assert min(cfg.test_topk(1024, 1024)) > 1000
+    result = detect(open_acquisition(sample_path()), "compact", out=tmp_path / "d.zarr", tile=1024)
+    assert result.metadata["tiles_total"] == 1
+    truth_labels, truth = read_ground_truth(sample_path())
+    truth_labels = np.asarray(truth_labels)
+    hrs = result.table[result.table["class_name"] == "round_spermatid"]
+    ys = hrs["centroid_y_px"].round().astype(int).clip(0, truth_labels.shape[0] - 1)
+    xs = hrs["centroid_x_px"].round().astype(int).clip(0, truth_labels.shape[1] - 1)
+    true_ids = set(truth.loc[truth["cell_type"] == "round_spermatid", "label_id"])
+    found = true_ids & set(truth_labels[ys, xs].tolist())
+    assert len(true_ids) > 80 and len(found) / len(true_ids) >= 0.9
+    assert len(result.table) > 150

@@ -78,3 +78,16 @@ def test_engine_import_is_torch_free():
     code = ("import sys, napari_hrs, napari_hrs.engine, napari_hrs.engine.config; "
             "napari_hrs.engine.get_preset('compact'); assert 'torch' not in sys.modules")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_test_time_topk_grows_with_the_input_only_when_configured():
+    from napari_hrs.engine.config import get_preset
+
+    paper = get_preset("paper")
+    assert paper.test_topk(256, 256) == paper.test_topk(4096, 4096) == (1000, 1000, 100)
+    compact = get_preset("compact")
+    assert compact.test_topk(256, 256) == (400, 200, 100)
+    pre, post, cap = compact.test_topk(2048, 2048)
+    assert pre == post == cap == 4195  # ceil(1000 * 2048**2 / 1e6)
+    fixed = compact.override({"rpn.topk_test_per_mpx": 0, "roi_heads.detections_per_mpx": 0})
+    assert fixed.test_topk(2048, 2048) == (400, 200, 100)

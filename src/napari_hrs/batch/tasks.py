@@ -92,7 +92,7 @@ def worker_predictor(model: str, device: str, score_threshold: float,
     loaded on first use and kept for the next tasks."""
     import torch
 
-    from napari_hrs.engine.predictor import Predictor, _cfg_get
+    from napari_hrs.engine.predictor import Predictor
 
     dev = worker_device(device)
     key = (model, dev, float(score_threshold), max_detections, int(batch))
@@ -102,10 +102,7 @@ def worker_predictor(model: str, device: str, score_threshold: float,
         pred = _PREDICTORS.get(key)
         if pred is None:
             pred = Predictor(model, device=dev, score_threshold=score_threshold,
-                             max_detections=max_detections or 100, batch_size=batch)  # fmt: skip
-            if max_detections is None:
-                per = _cfg_get(pred.cfg, "detections_per_image", None)
-                pred.max_detections = int(per or 100)
+                             max_detections=max_detections, batch_size=batch)  # fmt: skip
             _PREDICTORS[key] = pred
         return pred
 

@@ -21,6 +21,7 @@ This module does not import torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +79,12 @@ class AnchorConfig:
 class RPNConfig:
     """Region proposal network: anchor labelling (IoU below / above ``iou_thresholds``:
     negative / positive), sampling, box weights, top-k before NMS (per level) and after NMS
-    (per image)."""
+    (per image).
+
+    ``topk_test_per_mpx`` > 0 lets the test-time top-k grow with the input: both test top-ks
+    become at least that many per megapixel of (padded) input, so a 1024² or 4096² tile gets
+    as many proposals per cell as a 256² training crop. 0 keeps them fixed, as detectron2 does.
+    """
 
     iou_thresholds: tuple[float, float] = (0.3, 0.7)
     batch_size_per_image: int = 256
@@ -92,13 +98,24 @@ class RPNConfig:
     nms_thresh: float = 0.7
     min_size: float = 0.0
     loss_weight: float = 1.0
+    topk_test_per_mpx: float = 0.0
+
+    def test_topk(self, height: int, width: int) -> tuple[int, int]:
+        """``(pre-NMS top-k per level, post-NMS top-k)`` at test time for a ``height`` x
+        ``width`` pixel input."""
+        pre, post = self.pre_nms_topk_test, self.post_nms_topk_test
+        if self.topk_test_per_mpx > 0:
+            k = math.ceil(self.topk_test_per_mpx * height * width / 1e6)
+            pre, post = max(pre, k), max(post, k)
+        return int(pre), int(post)
 
 
 @dataclass
 class ROIHeadsConfig:
     """Cascade box heads: one (IoU threshold, box weights) pair per stage; box regression is
     class-agnostic (as detectron2 requires for cascades). ``score_thresh``, ``nms_thresh`` and
-    ``detections_per_image`` are the test-time defaults."""
+    ``detections_per_image`` are the test-time defaults; ``detections_per_mpx`` > 0 raises the
+    detection cap to that many per megapixel of input when that is more (0: fixed)."""
 
     batch_size_per_image: int = 512
     positive_fraction: float = 0.25
@@ -119,6 +136,14 @@ class ROIHeadsConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_image: int = 100
+    detections_per_mpx: float = 0.0
+
+    def detection_cap(self, height: int, width: int) -> int:
+        """Detections kept per image at test time for a ``height`` x ``width`` pixel input."""
+        top = self.detections_per_image
+        if self.detections_per_mpx > 0:
+            top = max(top, math.ceil(self.detections_per_mpx * height * width / 1e6))
+        return int(top)
 
 
 @dataclass
@@ -217,6 +242,11 @@ class ModelConfig:
     @property
     def mask_resolution(self) -> int:
         return self.mask_head.resolution
+
+    def test_topk(self, height: int, width: int) -> tuple[int, int, int]:
+        """``(pre-NMS top-k per level, post-NMS top-k, detection cap)`` at test time for an
+        input of ``height`` x ``width`` pixels (see ``topk_test_per_mpx``)."""
+        return (*self.rpn.test_topk(height, width), self.roi_heads.detection_cap(height, width))
 
     # --- checks -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -374,13 +404,16 @@ def _compact(class_names: tuple[str, ...]) -> ModelConfig:
             sizes=((12, 17), (24, 34), (48, 68), (96, 136), (192, 272)),
             aspect_ratios=(0.5, 1.0, 2.0),
         ),
+        # test-time top-k: at least 400 / 200 (a 256² crop), else ~1000 per megapixel, so a
+        # dense 1024² tile (several hundred cells) keeps a proposal and a detection per cell
         rpn=RPNConfig(
             pre_nms_topk_train=600,
             post_nms_topk_train=300,
             pre_nms_topk_test=400,
             post_nms_topk_test=200,
+            topk_test_per_mpx=1000.0,
         ),
-        roi_heads=ROIHeadsConfig(batch_size_per_image=128, fc_dim=256),
+        roi_heads=ROIHeadsConfig(batch_size_per_image=128, fc_dim=256, detections_per_mpx=1000.0),
         mask_head=MaskHeadConfig(num_conv=2, conv_dim=64),
     )
 

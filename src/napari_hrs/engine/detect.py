@@ -371,7 +371,8 @@ def detect(
     merge_iou : float
         Mask IoU from which two instances of neighbouring tiles are one cell.
     max_detections : int, optional
-        Per tile; default the model's ``detections_per_image`` (100 when unknown).
+        Per tile; default the model's cap for the tile size (``detections_per_image``, raised
+        with the tile area when the config's ``detections_per_mpx`` is set).
     intensity : IntensityRange, optional
         Override the intensity mapping (default: estimated once on a low-resolution level).
     chunk : int
@@ -384,7 +385,7 @@ def detect(
     DetectionResult
         The written result, read back lazily.
     """
-    from napari_hrs.engine.predictor import Predictor, _cfg_get
+    from napari_hrs.engine.predictor import Predictor
 
     t_start = time.perf_counter()
     if isinstance(acquisition, (str, Path)):
@@ -400,11 +401,8 @@ def detect(
         predictor = model
     else:
         predictor = Predictor(model, device=device, score_threshold=score_threshold,
-                              max_detections=max_detections or 100, batch_size=batch,
+                              max_detections=max_detections, batch_size=batch,
                               engine=engine)  # fmt: skip
-        if max_detections is None:
-            per_tile = _cfg_get(predictor.cfg, "detections_per_image", None)
-            predictor.max_detections = int(per_tile or 100)
     plan = plan_detection(acq, predictor, tile=tile, overlap=overlap, level=level,
                           resample=resample, intensity=intensity)  # fmt: skip
     meta = plan.metadata(acq, predictor, merge_iou=merge_iou)

@@ -93,7 +93,10 @@ def _standard_depth(cfg: ModelConfig) -> int | None:
 def detectron2_config_dict(cfg: ModelConfig) -> dict[str, Any]:
     """detectron2 config keys (``"MODEL.RPN.NMS_THRESH"`` -> value) for ``cfg``'s inference.
 
-    Plain Python: no detectron2 needed. ``MODEL.BACKBONE.NAME`` is ``build_resnet_fpn_backbone``
+    Plain Python: no detectron2 needed. Test-time top-k values are the fixed minima; the
+    growth with the input area (``topk_test_per_mpx``, ``detections_per_mpx``; detectron2 has
+    no such keys) is applied per call by :class:`Detectron2Model`.
+    ``MODEL.BACKBONE.NAME`` is ``build_resnet_fpn_backbone``
     when detectron2's ResNet config can describe ``cfg.backbone``, else ``None`` (the backbone
     is then assembled from detectron2's classes by :func:`to_detectron2_model`).
 
@@ -308,14 +311,16 @@ class Detectron2Model(torch.nn.Module):
                   nms_thresh: float | None = None, max_detections: int | None = None
                   ) -> list[dict]:  # fmt: skip
         rh = self.cfg.roi_heads
+        h, w = int(images.shape[-2]), int(images.shape[-1])
+        pre, post, cap = self.cfg.test_topk(h, w)  # our area rule, applied to detectron2's RPN
+        rpn = self.d2.proposal_generator
+        rpn.pre_nms_topk[False], rpn.post_nms_topk[False] = pre, post
         for p in self.d2.roi_heads.box_predictor:
             p.test_score_thresh = rh.score_thresh if score_thresh is None else float(score_thresh)
             p.test_nms_thresh = rh.nms_thresh if nms_thresh is None else float(nms_thresh)
-            p.test_topk_per_image = (rh.detections_per_image if max_detections is None
-                                     else int(max_detections))  # fmt: skip
+            p.test_topk_per_image = cap if max_detections is None else int(max_detections)
         device = next(self.d2.parameters()).device
         images = images.to(device, torch.float32)
-        h, w = int(images.shape[-2]), int(images.shape[-1])
         batch = [{"image": im, "height": h, "width": w} for im in images]
         with torch.no_grad():
             outputs = self.d2.inference(batch, do_postprocess=False)

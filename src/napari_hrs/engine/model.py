@@ -111,16 +111,18 @@ class CascadeMaskRCNN(nn.Module):
     def inference(self, images: torch.Tensor, score_thresh: float | None = None,
                   nms_thresh: float | None = None, max_detections: int | None = None
                   ) -> list[dict[str, torch.Tensor]]:  # fmt: skip
-        """Detections per image (see the module docstring); defaults come from ``cfg``."""
+        """Detections per image (see the module docstring); defaults come from ``cfg``
+        (``max_detections``: the config's cap for this input size, see
+        :meth:`~napari_hrs.engine.config.ROIHeadsConfig.detection_cap`)."""
         rh = self.cfg.roi_heads
         thr = rh.score_thresh if score_thresh is None else float(score_thresh)
         nms = rh.nms_thresh if nms_thresh is None else float(nms_thresh)
-        top = rh.detections_per_image if max_detections is None else int(max_detections)
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
                 x, size = self.preprocess(images)
+                top = rh.detection_cap(*size) if max_detections is None else int(max_detections)
                 features = self.backbone(x)
                 proposals, _ = self.proposal_generator(features, size, x.shape[0])
                 return self.roi_heads.forward_test(features[:4], proposals, size, thr, nms, top)

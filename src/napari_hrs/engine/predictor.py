@@ -79,8 +79,10 @@ class Predictor:
         ``"cpu"``, ``"cuda"``; default CUDA when available, else CPU.
     score_threshold : float
         Detections below this score are dropped.
-    max_detections : int
-        At most this many detections per image (highest scores).
+    max_detections : int, optional
+        At most this many detections per image (highest scores); default the model's own cap
+        (``cfg.roi_heads.detections_per_image``, raised with the image area when the config's
+        ``detections_per_mpx`` says so).
     batch_size : int
         Images per forward pass.
     amp : bool, optional
@@ -101,7 +103,7 @@ class Predictor:
         *,
         device: str | None = None,
         score_threshold: float = 0.5,
-        max_detections: int = 100,
+        max_detections: int | None = None,
         batch_size: int = 4,
         amp: bool | None = None,
         channels_last: bool | None = None,
@@ -137,13 +139,13 @@ class Predictor:
                 raise TypeError("engine='detectron2' needs a napari-hrs model with a config")
             self.model = Detectron2Model(self.cfg, self.model.state_dict(), device=self.device)
         self.engine = str(getattr(self.model, "engine", "native"))
-        if batch_size < 1 or max_detections < 1:
+        if batch_size < 1 or (max_detections is not None and max_detections < 1):
             raise ValueError(f"batch_size and max_detections must be >= 1, got {batch_size}, "
                              f"{max_detections}")  # fmt: skip
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
         self.score_threshold = float(score_threshold)
-        self.max_detections = int(max_detections)
+        self.max_detections = None if max_detections is None else int(max_detections)
         self.batch_size = int(batch_size)
         on_cuda = self.device.startswith("cuda")
         self.amp = bool(on_cuda if amp is None else amp) and on_cuda
@@ -265,7 +267,7 @@ class Predictor:
             & (clipped[:, 3] > clipped[:, 1])
         )
         idx = np.nonzero(keep)[0]
-        idx = idx[np.argsort(-scores[idx], kind="stable")][: self.max_detections]
+        idx = idx[np.argsort(-scores[idx], kind="stable")][: self.max_detections]  # None: all
         masks = masks[idx].copy()
         for k, i in enumerate(idx):  # a box cut by the padding: re-grid its mask
             if not np.array_equal(clipped[i], boxes[i]):

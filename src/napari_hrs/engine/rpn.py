@@ -82,9 +82,11 @@ class RPN(nn.Module):
     @torch.no_grad()
     def find_top_proposals(self, anchors, logits, deltas, image_size, num_images):  # noqa: ANN001
         training = self.training
-        pre = self.cfg.pre_nms_topk_train if training else self.cfg.pre_nms_topk_test
-        post = self.cfg.post_nms_topk_train if training else self.cfg.post_nms_topk_test
         h, w = image_size
+        if training:
+            pre, post = self.cfg.pre_nms_topk_train, self.cfg.post_nms_topk_train
+        else:
+            pre, post = self.cfg.test_topk(h, w)
         all_boxes, all_scores, all_lvl = [], [], []
         for lvl, (anc, lg, dl) in enumerate(zip(anchors, logits, deltas, strict=True)):
             k = min(pre, lg.shape[1])

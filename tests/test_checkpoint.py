@@ -162,3 +162,21 @@ def test_c2_backbone_names():
         "backbone.bottom_up.res3.1.conv3.norm.bias": 4,
         "backbone.bottom_up.res2.0.shortcut.norm.running_var": 5,
     }
+
+
+def test_saved_checkpoint_follows_the_umask_and_leaves_no_temporary(saved, tmp_path):
+    """A lab shares models: the file gets the usual permissions (umask), not a temp file's 0600,
+    and nothing but the checkpoint is left in the folder."""
+    import os
+    import stat
+
+    from napari_hrs.engine.checkpoint import save_checkpoint
+
+    _, model, cfg = saved
+    old = os.umask(0o022)
+    try:
+        out = save_checkpoint(tmp_path / "shared" / "model.pt", model, cfg)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert [p.name for p in out.parent.iterdir()] == ["model.pt"]

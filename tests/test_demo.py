@@ -38,9 +38,15 @@ def test_pipeline_detects_quantifies_and_writes(random_checkpoint, tmp_path):
     res = run_pipeline(sample_path(), random_checkpoint, out=out, score_threshold=0.2)
     assert res.detection.complete
     assert len(res.cells) > 0
-    # every detected cell was measured in both markers and called
-    for col in ("PRM1_mean_bgsub", "PNA_mean_bgsub", "PRM1_positive", "PNA_positive", "category"):
+    # every detected cell was measured in both markers and called; background-subtracted
+    # values wherever the cell has a background ring (packed cells have none: NaN, documented)
+    for col in ("PRM1_mean", "PNA_mean", "PRM1_positive", "PNA_positive", "category"):
         assert res.cells[col].notna().all(), col
+    ringed = res.cells["ring_area_px"] > 0
+    assert ringed.mean() > 0.5
+    for col in ("PRM1_mean_bgsub", "PNA_mean_bgsub"):
+        assert res.cells.loc[ringed, col].notna().all(), col
+        assert res.cells.loc[~ringed, col].isna().all(), col
     assert set(res.cells["label_id"]) == set(res.detection.table["id"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_detections"] == len(res.cells)

@@ -268,3 +268,28 @@ def test_one_intensity_range_from_a_low_resolution_sample(scene, levels):
         rng = intensity_range(acq, max_pixels=max_pixels)
         assert rng.low == pytest.approx(full.low, rel=0.05)
         assert rng.high == pytest.approx(full.high, rel=0.05)
+
+
+def test_result_table_agrees_with_the_painted_labels(tmp_path):
+    """Overlapping instances: the higher score owns the shared pixels, ``area_px`` counts the
+    pixels each owns, and one hidden entirely under a higher-scoring one leaves the table."""
+    from napari_hrs.engine.results import ResultWriter, read_detection_result
+    from napari_hrs.engine.tiling import Instance
+
+    def inst(y0, x0, h, w, score):
+        box = np.array([x0, y0, x0 + w, y0 + h], float)
+        return Instance(box, score, 0, np.ones((h, w), bool), (y0, x0))
+
+    writer = ResultWriter(tmp_path / "r.zarr", (64, 64), class_names=["hRS"], chunk=32,
+                          pixel_size_um=0.5)  # fmt: skip
+    big, partly, hidden = inst(10, 10, 20, 20, 0.9), inst(25, 25, 10, 10, 0.8), inst(12, 12, 5, 5, 0.7)
+    writer.add([big, partly, hidden])
+    writer.finish("complete")
+    res = read_detection_result(tmp_path / "r.zarr")
+    labels = np.asarray(res.labels)
+    table = res.table.set_index("id")
+    assert set(table.index) == set(np.unique(labels[labels > 0])) == {big.id, partly.id}
+    assert table.loc[big.id, "area_px"] == 400
+    assert table.loc[partly.id, "area_px"] == 100 - 25  # 5 x 5 under the big one
+    assert table.loc[partly.id, "area_um2"] == pytest.approx(75 * 0.25)
+    assert res.metadata["n_hidden"] == 1 and res.metadata["n_instances"] == 2

@@ -11,7 +11,6 @@ detected cell, pixel and µm columns) and ``summary.json``.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from napari_hrs.io.export._atomic import atomic_target
 
 Progress = Callable[[int, int], None]
 
@@ -175,15 +176,9 @@ def write_cell_tables(result_path: Path, cells: pd.DataFrame, summary: dict[str,
         ("cells.csv", lambda f: cells.to_csv(f, index=False)),
         ("summary.json", lambda f: json.dump(summary, f, indent=2, default=_jsonable)),
     ):
-        target = result_path / name
-        fd, tmp = tempfile.mkstemp(dir=result_path, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                write(f)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_target(result_path / name, overwrite=True) as tmp, \
+                open(tmp, "w", newline="") as f:  # fmt: skip
+            write(f)
 
 
 def _jsonable(value: Any) -> Any:

@@ -44,6 +44,7 @@ import pandas as pd
 from napari_hrs.batch.inputs import BatchInput, expand_inputs
 from napari_hrs.batch.tasks import TileJob, TileOutput, predict_tiles
 from napari_hrs.errors import Cancelled
+from napari_hrs.io.export._atomic import atomic_target
 
 __all__ = ["BatchResult", "FileOutcome", "cluster_client", "run_batch"]
 
@@ -171,14 +172,8 @@ def _has_bokeh() -> bool:
 
 # --- manifest and spool -----------------------------------------------------------------
 def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=_jsonable)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path, overwrite=True) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=_jsonable)
 
 
 def _jsonable(v: Any) -> Any:
@@ -330,7 +325,7 @@ def run_batch(
         raise FileNotFoundError(f"model {model!r} does not exist; pass a checkpoint or 'compact'")
     # the client-side copy gives the plan (pixel size, object size) and the provenance
     local = Predictor(model, device="cpu", score_threshold=score_threshold,
-                      max_detections=max_detections or 100, batch_size=batch)  # fmt: skip
+                      max_detections=max_detections, batch_size=batch)  # fmt: skip
     params = {"model": model, "config_hash": config_hash(local.cfg), "tile": tile,
               "overlap": overlap, "batch": batch, "score_threshold": score_threshold,
               "max_detections": max_detections, "channels": channels,
@@ -545,14 +540,9 @@ def _finish(job: _FileJob, predictor, merge_iou: float, marker_method: str,  # n
 
 def _write_summary(out: Path, result: BatchResult) -> None:
     table = result.table()
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".summary.csv.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            table.to_csv(f, index=False)
-        os.replace(tmp, out / "summary.csv")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(out / "summary.csv", overwrite=True) as tmp, \
+            open(tmp, "w", newline="") as f:  # fmt: skip
+        table.to_csv(f, index=False)
     _write_json_atomic(out / "summary.json", {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cancelled": result.cancelled,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,15 +75,10 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: ModelConfig, 
         "provenance": _plain(prov),
         "extra": _plain(dict(extra or {})),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from napari_hrs.io.export._atomic import atomic_target
+
+    with atomic_target(path, overwrite=True) as tmp:  # a sibling, renamed when complete
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -127,6 +127,8 @@ class ResultWriter:
         self.next_id = 1
         self.written_rows = 0
         self.max_pending = 0
+        self.visible: dict[int, int] = {}  # id -> pixels it owns in the label image
+        self.n_hidden = 0
 
     # --- instances -> table rows -----------------------------------------------------------
     def add(self, instances: list[Instance]) -> None:
@@ -154,7 +156,28 @@ class ResultWriter:
 
     @property
     def n_instances(self) -> int:
-        return self.next_id - 1
+        """Instances in the table (after :meth:`finish`: those owning a pixel)."""
+        return self.next_id - 1 - self.n_hidden
+
+    def _settle_table(self) -> None:
+        """Make the table agree with the painted labels: ``area_px`` / ``area_um2`` become the
+        pixels each instance owns (the higher score wins an overlap) and an instance left with
+        none (hidden under higher-scoring ones) is dropped. Called once, by :meth:`finish`."""
+        src, tmp = self.tmp / TABLE_NAME, self.tmp / f".{TABLE_NAME}.settled"
+        px = self.pixel_size_um
+        a_px, a_um = TABLE_COLUMNS.index("area_px"), TABLE_COLUMNS.index("area_um2")
+        with open(src, newline="") as fin, open(tmp, "w", newline="") as fout:
+            rows, out = csv.reader(fin), csv.writer(fout)
+            out.writerow(next(rows))
+            for row in rows:
+                area = self.visible.get(int(row[0]), 0)
+                if area == 0:
+                    self.n_hidden += 1
+                    continue
+                row[a_px] = str(area)
+                row[a_um] = str(round(area * px * px, 4)) if px else "nan"
+                out.writerow(row)
+        os.replace(tmp, src)
 
     # --- painting ------------------------------------------------------------------------
     def advance(self, y_final: int) -> None:
@@ -175,8 +198,13 @@ class ResultWriter:
                     [i.mask for i in here], [i.offset for i in here],
                     [i.id for i in here], [i.score for i in here],
                 )  # fmt: skip
-                if block.any():
+                nz = block[block > 0]
+                if nz.size:
                     self.array[y0:y1, x0:x1] = block
+                    lo = int(nz.min())
+                    counts = np.bincount(nz - lo)
+                    for k in np.flatnonzero(counts).tolist():
+                        self.visible[lo + k] = self.visible.get(lo + k, 0) + int(counts[k])
             self.written_rows = y1
             self.pending = [i for i in self.pending if i.y_end > y1]
 
@@ -224,9 +252,11 @@ class ResultWriter:
         """Write the pyramid and metadata, move the result into place; return its path."""
         self.advance(self.shape[0])
         self._csv_file.close()
+        self._settle_table()
         paths = self._pyramid()
         self.metadata.update(metadata or {})
-        self.metadata.update(status=status, n_instances=self.n_instances, levels=len(paths))
+        self.metadata.update(status=status, n_instances=self.n_instances,
+                             n_hidden=self.n_hidden, levels=len(paths))  # fmt: skip
         attrs = self._ngff_attrs(paths, self.target.name)
         attrs["napari_hrs"] = {"kind": "detections", "table": TABLE_NAME, "run": META_NAME,
                                **json.loads(json.dumps(self.metadata, default=_json_default))}  # fmt: skip

@@ -90,7 +90,7 @@ class Predictor:
     channels_last : bool, optional
         Use the channels-last memory format (model and inputs); default on for our
         :class:`~napari_hrs.engine.model.CascadeMaskRCNN` (7-17 % faster on CPU, see
-        docs/performance.md), off for other models (detectron2's runs as detectron2 does).
+        docs/detection.md), off for other models (detectron2's runs as detectron2 does).
     engine : str
         ``"native"`` (our Cascade Mask R-CNN on torch/torchvision, the default) or
         ``"detectron2"``: the same config and weights run by detectron2 itself (needs

@@ -5,7 +5,8 @@
     python bench/bench_engine.py --preset paper --size 800 --images 4 --device cuda
 
 For each preset the same weights (the bundled model for ``compact``; seeded random weights
-for ``paper``, with the foreground bias raised so detections pass and the mask head runs) run
+for ``paper``, FrozenBN statistics calibrated on an image as trained weights have them, the
+foreground bias raised so detections pass and the mask head runs) run
 on the same images (crops of the sample acquisition, tiled to ``--size``):
 
 - ``native``: our :class:`~napari_hrs.engine.predictor.Predictor` with its defaults
@@ -64,6 +65,10 @@ def model(preset: str):
     torch.manual_seed(0)
     cfg = get_preset("paper")
     m = build_model(cfg).eval()
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _engine_model_helpers import calibrate_frozen_bn
+
+    calibrate_frozen_bn(m, torch.from_numpy(images(1, 800, 3)[0][None]))
     with torch.no_grad():
         for p in m.roi_heads.box_predictor:
             p.cls_score.bias[0] = 2.0

@@ -47,3 +47,24 @@ def disc_batch(n_images: int = 1, size: int = 64, seed: int = 0):
 def empty_target(size: int = 64) -> dict:
     return {"boxes": torch.zeros((0, 4)), "classes": torch.zeros(0, dtype=torch.int64),
             "masks": torch.zeros((0, size, size), dtype=torch.bool)}  # fmt: skip
+
+
+def calibrate_frozen_bn(model, images) -> None:
+    """Give every FrozenBN of a random model the statistics of what reaches it on ``images``
+    (one pass, in order), as trained weights would have: activations stay O(1) through the 50
+    layers instead of growing until float rounding decides the boxes."""
+    from napari_hrs.engine.backbone import FrozenBatchNorm2d
+
+    def hook(mod, args):
+        x = args[0].detach().float()
+        mod.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+        mod.running_var.copy_(x.var(dim=(0, 2, 3)) + 1e-3)
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules()
+               if isinstance(m, FrozenBatchNorm2d)]  # fmt: skip
+    try:
+        with torch.enable_grad():  # the unfolded path, which calls each norm module
+            model.backbone(model.preprocess(images)[0])
+    finally:
+        for h in handles:
+            h.remove()

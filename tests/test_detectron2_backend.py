@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from _engine_model_helpers import calibrate_frozen_bn
 from napari_hrs.engine.config import get_preset
 from napari_hrs.engine.detectron2_backend import (
     Detectron2Unavailable,
@@ -113,27 +114,6 @@ def test_bundled_model_same_detections_in_detectron2():
         _match(da, db)
 
 
-def _calibrate_frozen_bn(model, images) -> None:
-    """Give every FrozenBN of a random model the statistics of what reaches it on ``images``
-    (one pass, in order), as trained weights would have: activations stay O(1) through the 50
-    layers instead of growing until float rounding decides the boxes."""
-    from napari_hrs.engine.backbone import FrozenBatchNorm2d
-
-    def hook(mod, args):
-        x = args[0].detach().float()
-        mod.running_mean.copy_(x.mean(dim=(0, 2, 3)))
-        mod.running_var.copy_(x.var(dim=(0, 2, 3)) + 1e-3)
-
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules()
-               if isinstance(m, FrozenBatchNorm2d)]  # fmt: skip
-    try:
-        with torch.enable_grad():  # the unfolded path, which calls each norm module
-            model.backbone(model.preprocess(images)[0])
-    finally:
-        for h in handles:
-            h.remove()
-
-
 @needs_d2
 def test_paper_preset_same_detections_and_parameters_in_detectron2(tmp_path):
     """ResNet-50-FPN built by detectron2's own config path, our random weights (FrozenBN
@@ -148,7 +128,7 @@ def test_paper_preset_same_detections_and_parameters_in_detectron2(tmp_path):
     cfg = get_preset("paper")
     model = build_model(cfg).eval()
     tiles = [np.stack([t] * 3) for t in _sample_tiles(1, 224)]
-    _calibrate_frozen_bn(model, torch.from_numpy(tiles[0][None]))
+    calibrate_frozen_bn(model, torch.from_numpy(tiles[0][None]))
     with torch.no_grad():  # confident foreground, so that detections pass every threshold
         for p in model.roi_heads.box_predictor:
             p.cls_score.bias[0] = 2.0

@@ -69,7 +69,7 @@ def run_pipeline(
     *,
     out: str | Path | None = None,
     tile: int = 1024,
-    batch: int = 4,
+    batch: int | None = None,
     score_threshold: float = 0.5,
     device: str | None = None,
     marker_method: str = "otsu",

@@ -47,7 +47,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=1024, help="tile edge in pixels (1024)")
     p.add_argument("--overlap", type=int, default=None,
                    help="tile overlap in pixels (default: the model's largest cell + 32)")  # fmt: skip
-    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (4)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="tiles per forward pass (default 4 on CUDA, 1 on the CPU)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="minimum score (0.5)")
     p.add_argument("--max-detections", type=int, default=None,
                    help="per tile (default: the model's detections_per_image)")  # fmt: skip
@@ -68,7 +69,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    for flag, value, low in (("--tile", args.tile, 32), ("--batch", args.batch, 1)):
+    for flag, value, low in (("--tile", args.tile, 32), ("--batch", args.batch or 1, 1)):
         if value < low:
             raise CLIError(f"{flag} must be >= {low}, got {value}")
     if not 0.0 <= args.score_threshold <= 1.0:

@@ -314,7 +314,7 @@ def detect(
     *,
     tile: int = 1024,
     overlap: int | None = None,
-    batch: int = 4,
+    batch: int | None = None,
     out: str | Path | None = None,
     level: int = 0,
     resample: bool = True,
@@ -346,8 +346,9 @@ def detect(
     overlap : int, optional
         Tile overlap in model-input pixels; default the model's largest object diameter
         (``cfg.max_object_size_px``) plus 2 x 16 pixels.
-    batch : int
-        Tiles per forward pass.
+    batch : int, optional
+        Tiles per forward pass; default 4 on CUDA, 1 on the CPU (measured ~10 % faster there
+        than batches of 4, docs/detection.md).
     out : path, optional
         A new result store (``RESULT.zarr``); default ``labels/<name>`` inside the image when
         it is a writable OME-Zarr (the image arrays are never modified).
@@ -401,8 +402,10 @@ def detect(
         predictor = model
     else:
         predictor = Predictor(model, device=device, score_threshold=score_threshold,
-                              max_detections=max_detections, batch_size=batch,
+                              max_detections=max_detections, batch_size=batch or 1,
                               engine=engine)  # fmt: skip
+        if batch is None:  # batches pay on a GPU; on a CPU one tile at a time is ~10 % faster
+            predictor.batch_size = 4 if predictor.device.startswith("cuda") else 1
     plan = plan_detection(acq, predictor, tile=tile, overlap=overlap, level=level,
                           resample=resample, intensity=intensity)  # fmt: skip
     meta = plan.metadata(acq, predictor, merge_iou=merge_iou)

@@ -1,7 +1,7 @@
 """Benchmark ``napari-hrs batch``: throughput and peak memory per worker vs workers and size.
 
     python bench/bench_batch.py --sizes 2048 --workers 1,2
-    python bench/bench_batch.py --sizes 8192,32768 --workers 2 --tile 1024   # memory vs size
+    python bench/bench_batch.py --sizes 8192,32768 --workers 2 --mosaic     # memory vs size
 
 For each size a synthetic acquisition is generated once into ``--workdir`` (reused later). For
 each (size, workers) a fresh LocalCluster runs :func:`napari_hrs.batch.run_batch` with the
@@ -27,14 +27,20 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(size: int, workers: int, workdir: Path, tile: int, batch: int) -> dict:
+def run(size: int, workers: int, workdir: Path, tile: int, batch: int, mosaic: bool = False
+        ) -> dict:  # fmt: skip
     from distributed import Client, LocalCluster
 
     from napari_hrs.batch import run_batch
     from napari_hrs.synth import generate_acquisition
 
-    src = workdir / f"synth_{size}.ome.zarr"
-    if not src.exists():
+    src = workdir / f"{'mosaic' if mosaic else 'synth'}_{size}.ome.zarr"
+    if mosaic:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_napari_open import make_mosaic
+
+        make_mosaic(src, size)
+    elif not src.exists():
         t0 = time.perf_counter()
         generate_acquisition(src, size=size, seed=1, chunk=1024)
         print(f"generated {src} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -56,7 +62,7 @@ def run(size: int, workers: int, workdir: Path, tile: int, batch: int) -> dict:
         cluster.close()
     f = res.files[0]
     return {
-        "size": size, "workers": workers, "torch_threads_per_worker": threads, "tile": tile,
+        "size": size, "input": "mosaic" if mosaic else "synth", "workers": workers, "torch_threads_per_worker": threads, "tile": tile,
         "batch": batch, "status": f.status, "cells": f.n_detections, "tiles": f.tiles_total,
         "seconds": round(wall, 1), "mpix_per_s": round(size * size / 1e6 / wall, 3),
         "worker_peak_rss_mb": sorted(round(v) for v in rss.values()),
@@ -72,11 +78,15 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/napari-hrs-bench-batch"))
+    ap.add_argument("--mosaic", action="store_true",
+                    help="input: the sample repeated (bench_napari_open.make_mosaic: made in "
+                         "seconds at any size) instead of a generated acquisition")  # fmt: skip
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     for size in (int(s) for s in args.sizes.split(",")):
         for w in (int(s) for s in args.workers.split(",")):
-            print(json.dumps(run(size, w, args.workdir, args.tile, args.batch)), flush=True)
+            print(json.dumps(run(size, w, args.workdir, args.tile, args.batch, args.mosaic)),
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

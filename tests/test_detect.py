@@ -293,3 +293,15 @@ def test_result_table_agrees_with_the_painted_labels(tmp_path):
     assert table.loc[partly.id, "area_px"] == 100 - 25  # 5 x 5 under the big one
     assert table.loc[partly.id, "area_um2"] == pytest.approx(75 * 0.25)
     assert res.metadata["n_hidden"] == 1 and res.metadata["n_instances"] == 2
+
+
+def test_tiles_that_hit_the_detection_cap_are_reported(scene, tmp_path):
+    img, _, discs = scene
+    acq = make_acquisition(img)
+    full = detect(acq, FakeDiscModel(), tile=1024, out=tmp_path / "full.zarr")
+    assert full.metadata["stats"]["tiles_at_detection_cap"] == 0
+    with pytest.warns(UserWarning, match="1 of 1 tiles returned as many detections as the cap"):
+        capped = detect(acq, FakeDiscModel(), tile=1024, max_detections=10,
+                        out=tmp_path / "capped.zarr")  # fmt: skip
+    assert len(capped.table) == 10 < len(discs)
+    assert capped.metadata["stats"]["tiles_at_detection_cap"] == 1

@@ -175,6 +175,10 @@ class DetectWidget(Container):
         with self.shown.changed.blocked():  # below the run's threshold there is nothing to show
             self.shown.min, self.shown.value = thr, thr
         self.set_threshold(thr)
+        at_cap = (result.metadata.get("stats") or {}).get("tiles_at_detection_cap", 0)
+        if at_cap:
+            notify(f"{at_cap} tiles returned as many cells as the model's cap: some may be "
+                   "missing; detect again with a smaller tile", warning=True)  # fmt: skip
         if not result.complete:
             md = result.metadata
             notify(f"detection cancelled after {md.get('tiles_done')} of "

@@ -417,7 +417,7 @@ def detect(
     grid = plan.grid
     batches = [grid.tiles[i : i + predictor.batch_size] for i in range(0, len(grid), predictor.batch_size)]  # fmt: skip
     timing = {"predict_s": 0.0}
-    done, cancelled = 0, False
+    done, cancelled, at_cap = 0, False, 0
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrs-tiles") as pool:
             future = pool.submit(reader.load, batches[0]) if batches else None
@@ -430,11 +430,13 @@ def detect(
                     future = pool.submit(reader.load, batches[k + 1])
                 t0 = time.perf_counter()
                 dets = predictor.predict(images)
+                timing["predict_s"] += time.perf_counter() - t0
+                for t, im, d in zip(tiles, images, dets, strict=True):
+                    cap = predictor.detection_cap(*im.shape[-2:])
+                    at_cap += cap is not None and len(d) >= cap
+                    output.add_tile(t, *tile_instances(d, t, plan.shape))
                 reader.release(len(images))
                 del images
-                timing["predict_s"] += time.perf_counter() - t0
-                for t, d in zip(tiles, dets, strict=True):
-                    output.add_tile(t, *tile_instances(d, t, plan.shape))
                 done += len(tiles)
                 if progress is not None:
                     progress(done, len(grid))
@@ -442,8 +444,14 @@ def detect(
                 future.cancel()
         timing["read_s"] = reader.seconds
         status = "incomplete" if cancelled or done < len(grid) else "complete"
+        if at_cap:
+            warnings.warn(f"{at_cap} of {done} tiles returned as many detections as the cap "
+                          "(max_detections, or the model's cap for the tile size): cells may be "
+                          "missing there; use smaller tiles (--tile) or a higher max_detections",
+                          stacklevel=2)  # fmt: skip
         path = output.finish(status, done, timing, t_start,
-                             {"max_tiles_in_memory": reader.max_held})  # fmt: skip
+                             {"max_tiles_in_memory": reader.max_held,
+                              "tiles_at_detection_cap": at_cap})  # fmt: skip
     except BaseException:
         writer.abort()
         raise

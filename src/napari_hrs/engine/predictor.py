@@ -185,6 +185,17 @@ class Predictor:
         v = _cfg_get(self.cfg, "max_object_size_px", None)
         return None if v is None else float(v)
 
+    def detection_cap(self, height: int, width: int) -> int | None:
+        """Most detections one ``height`` x ``width`` pixel image can return (None: no cap
+        known): ``max_detections`` when set, else the model config's cap for the padded size."""
+        if self.max_detections is not None:
+            return self.max_detections
+        rh = getattr(self.cfg, "roi_heads", None)
+        if rh is None or not hasattr(rh, "detection_cap"):
+            return None
+        div = self.size_divisibility
+        return int(rh.detection_cap(-(-height // div) * div, -(-width // div) * div))
+
     def describe(self) -> dict:
         """Provenance: model name / path, class names, config hash, device, thresholds."""
         name = self.source or str(self.meta.get("name") or self.meta.get("path") or "")

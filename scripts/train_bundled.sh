@@ -4,7 +4,7 @@
 # held-out test split. Work files go to ${WORK:-out/train_bundled}.
 # The classes are the target (round_spermatid) and its two named confounders (lymphocyte,
 # red_blood_cell): learning them explicitly keeps look-alikes from being called hRS.
-# Usage: scripts/train_bundled.sh [ITERS]            (default 1500; ~40 min on 2 idle cores)
+# Usage: scripts/train_bundled.sh [ITERS]            (default 1500; ~35 min on 2 cores)
 #        scripts/train_bundled.sh [ITERS] --resume   (continue an interrupted run; the last
 #        checkpoint keeps the optimizer state, the final one drops it: a smaller shipped file)
 set -euo pipefail

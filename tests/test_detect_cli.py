@@ -70,3 +70,15 @@ def test_missing_input_existing_output_and_no_brightfield(capsys, tiff, tmp_path
     assert status == 2 and "brightfield" in err and "C0" in err
     status, err = _main(capsys, tiff, "--in-image")
     assert status == 2 and "OME-Zarr" in err
+
+
+def test_batch_zero_is_refused():
+    import argparse
+
+    from napari_hrs.cli import CLIError
+    from napari_hrs.cli.detect import _check_args
+
+    args = argparse.Namespace(tile=256, batch=0, score_threshold=0.5, overlap=None,
+                              input=None, out=None, overwrite=False, model="compact")  # fmt: skip
+    with pytest.raises(CLIError, match="--batch must be >= 1"):
+        _check_args(args)

@@ -173,7 +173,8 @@ class MarkersWidget(Container):
         layer.metadata[MARKERS_KEY] = {"method": method, "thresholds": called.attrs["thresholds"],
                                        "ring_px": [self.ring_gap.value, self.ring_width.value],
                                        "summary": summary}  # fmt: skip
-        _display.refresh_colors(layer)
+        with layer.events.colormap.blocker(self._shown_changed):  # summarized just above
+            _display.refresh_colors(layer)
         self.summary.value = format_summary(summary)
         if self.scatter is not None:
             self.scatter.set_layer(layer)

@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="tiles per forward pass (default 4 on CUDA, 1 on the CPU)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="minimum score (0.5)")
     p.add_argument("--max-detections", type=int, default=None,
-                   help="per tile (default: the model's detections_per_image)")  # fmt: skip
+                   help="per tile (default: the model's cap for the tile size)")  # fmt: skip
     p.add_argument("--channels", default=None,
                    help="channel roles ROLE=INDEX or ROLE=NAME, e.g. brightfield=0,PRM1=2,PNA=1 "
                    "(default: from the channel names)")  # fmt: skip
@@ -69,8 +69,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    for flag, value, low in (("--tile", args.tile, 32), ("--batch", args.batch or 1, 1)):
-        if value < low:
+    for flag, value, low in (("--tile", args.tile, 32), ("--batch", args.batch, 1)):
+        if value is not None and value < low:
             raise CLIError(f"{flag} must be >= {low}, got {value}")
     if not 0.0 <= args.score_threshold <= 1.0:
         raise CLIError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")

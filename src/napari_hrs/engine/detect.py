@@ -386,7 +386,7 @@ def detect(
     DetectionResult
         The written result, read back lazily.
     """
-    from napari_hrs.engine.predictor import Predictor
+    from napari_hrs.engine.predictor import Predictor, resolve_device
 
     t_start = time.perf_counter()
     if isinstance(acquisition, (str, Path)):
@@ -401,11 +401,11 @@ def detect(
     if isinstance(model, Predictor):
         predictor = model
     else:
-        predictor = Predictor(model, device=device, score_threshold=score_threshold,
-                              max_detections=max_detections, batch_size=batch or 1,
-                              engine=engine)  # fmt: skip
         if batch is None:  # batches pay on a GPU; on a CPU one tile at a time is ~10 % faster
-            predictor.batch_size = 4 if predictor.device.startswith("cuda") else 1
+            batch = 4 if resolve_device(device).startswith("cuda") else 1
+        predictor = Predictor(model, device=device, score_threshold=score_threshold,
+                              max_detections=max_detections, batch_size=batch,
+                              engine=engine)  # fmt: skip
     plan = plan_detection(acq, predictor, tile=tile, overlap=overlap, level=level,
                           resample=resample, intensity=intensity)  # fmt: skip
     meta = plan.metadata(acq, predictor, merge_iou=merge_iou)
@@ -431,8 +431,10 @@ def detect(
                 t0 = time.perf_counter()
                 dets = predictor.predict(images)
                 timing["predict_s"] += time.perf_counter() - t0
-                for t, im, d in zip(tiles, images, dets, strict=True):
-                    cap = predictor.detection_cap(*im.shape[-2:])
+                # the model's cap follows the batch's common (padded) size
+                cap = predictor.detection_cap(max(im.shape[-2] for im in images),
+                                              max(im.shape[-1] for im in images))  # fmt: skip
+                for t, d in zip(tiles, dets, strict=True):
                     at_cap += cap is not None and len(d) >= cap
                     output.add_tile(t, *tile_instances(d, t, plan.shape))
                 reader.release(len(images))

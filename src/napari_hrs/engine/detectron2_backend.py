@@ -194,8 +194,7 @@ def to_detectron2_config(cfg: ModelConfig, device: str = "cpu") -> Any:
         *parents, leaf = key.split(".")
         for p in parents:
             node = getattr(node, p)
-        setattr(node, leaf, tuple(value) if isinstance(value, list) and leaf in (
-            "PIXEL_MEAN", "PIXEL_STD") else value)  # fmt: skip
+        setattr(node, leaf, value)
     d2.MODEL.DEVICE = device
     return d2
 

@@ -130,6 +130,8 @@ def open_labels(path: Path) -> tuple[Any, Path]:
     """
     import dask.array as da
 
+    from napari_hrs.io.direct import lazy_from_zarr
+
     if not path.exists():
         raise CLIError(f"labels {path}: no such file or directory")
     if path.is_dir():
@@ -140,14 +142,14 @@ def open_labels(path: Path) -> tuple[Any, Path]:
         except Exception as exc:  # not a zarr store
             raise CLIError(f"labels {path}: not a zarr store ({exc})") from exc
         arr, where = _zarr_labels(node, path)
-        return da.from_zarr(arr), where
+        return lazy_from_zarr(arr), where
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
         import zarr
 
         store = tifffile.imread(path, aszarr=True, level=0)
         node = zarr.open(store, mode="r")
-        return da.from_zarr(node if isinstance(node, zarr.Array) else node["0"]), path
+        return lazy_from_zarr(node if isinstance(node, zarr.Array) else node["0"]), path
     if path.suffix.lower() == ".npy":
         import numpy as np
 

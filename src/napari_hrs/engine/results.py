@@ -365,15 +365,16 @@ def read_detection_result(path: str | Path) -> DetectionResult:
     path : str or Path
         ``RESULT.zarr``, ``IMAGE.ome.zarr/labels/<name>``, or the image itself.
     """
-    import dask.array as da
     import pandas as pd
     import zarr
+
+    from napari_hrs.io.direct import lazy_from_zarr
 
     root = find_result(path)
     metadata = json.loads((root / META_NAME).read_text())
     group = zarr.open_group(str(root), mode="r")
     ms = _ome(group.attrs.asdict()).get("multiscales") or [{"datasets": [{"path": "0"}]}]
-    levels = [da.from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
+    levels = [lazy_from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
     table = pd.read_csv(root / TABLE_NAME, dtype={"class_name": str})
     return DetectionResult(path=root, labels=levels[0], table=table, metadata=metadata,
                            levels=levels)  # fmt: skip

@@ -21,6 +21,7 @@ import numpy as np
 from dask.base import tokenize
 
 from napari_hrs.errors import AcquisitionError
+from napari_hrs.io.direct import register_direct
 
 #: micrometres per unit (NGFF axis units, OME PhysicalSizeXUnit)
 _UM_PER_UNIT: dict[str, float] = {
@@ -103,6 +104,15 @@ class _PlaneView:
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.out)
 
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """Stored chunk sizes along the output axes."""
+        stored = getattr(self.array, "chunks", None) or self.array.shape
+        if isinstance(stored[0], tuple):
+            stored = tuple(c[0] for c in stored)
+        sizes = dict(zip(self.axes, (int(c) for c in stored), strict=True))
+        return tuple(sizes.get(a, 1) for a in self.out)
+
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
         sel = dict(zip(self.out, key, strict=True))
         index = tuple(sel[a] if a in sel else self.fixed.get(a, 0) for a in self.axes)
@@ -177,16 +187,23 @@ def _level_fixed(raw: RawImage, level: Any, plane: dict[str, int]) -> dict[str, 
 
 
 def _dask_view(raw: RawImage, i: int, fixed: dict[str, int]) -> da.Array:
+    return _dask_view_and_source(raw, i, fixed)[0]
+
+
+def _dask_view_and_source(
+    raw: RawImage, i: int, fixed: dict[str, int]
+) -> tuple[da.Array, _PlaneView | None]:
+    """The lazy view of level ``i`` and the store view its graph reads (None for dask levels)."""
     level = raw.levels[i]
     if isinstance(level, da.Array):
         order = [a for a in raw.axes if a not in fixed]
         arr = level[tuple(fixed.get(a, slice(None)) for a in raw.axes)]
         out = "yx" if "c" in fixed else "cyx"
         arr = arr.transpose([order.index(a) for a in out if a in order])
-        return arr if len(order) == len(out) else arr[np.newaxis]
+        return (arr if len(order) == len(out) else arr[np.newaxis]), None
     view = _PlaneView(level, raw.axes, fixed)
     cy, cx = _chunks(level, raw.axes)
-    return da.from_array(
+    arr = da.from_array(
         view,
         chunks=(cy, cx) if view.ndim == 2 else (1, cy, cx),
         name="hrs-" + tokenize(raw.token, i, sorted(fixed.items()), level.shape),
@@ -194,6 +211,7 @@ def _dask_view(raw: RawImage, i: int, fixed: dict[str, int]) -> da.Array:
         asarray=False,
         meta=np.empty((0,) * view.ndim, dtype=view.dtype),
     )
+    return arr, view
 
 
 def plane_levels(raw: RawImage, plane: dict[str, int]) -> list[da.Array]:
@@ -214,7 +232,10 @@ def channel_factory(raw: RawImage, plane: dict[str, int]) -> Callable[[int, int]
             fixed["c"] = c
         elif c != 0:
             raise IndexError(f"channel {c} of a single-channel image")
-        arr = _dask_view(raw, level, fixed)
-        return arr if arr.ndim == 2 else arr[0]
+        arr, view = _dask_view_and_source(raw, level, fixed)
+        out = arr if arr.ndim == 2 else arr[0]
+        if view is not None:  # whole-tile readers (markers) can slice the store directly
+            register_direct(out, view, () if arr.ndim == 2 else (0,))
+        return out
 
     return make

@@ -90,34 +90,33 @@ def plan_stream(
 
 
 class _Canvas:
-    """The region buffer of one source, and its band and strip."""
+    """The region buffers of one source (two, used in turn), and its band and strip."""
 
     def __init__(self, plan: StreamPlan, width: int, dtype: np.dtype, pad: int) -> None:
         self.plan, self.pad = plan, pad
         p = plan
-        self.buf = np.empty((p.hb + p.ty + p.extra, p.wb + p.tx + p.extra), dtype)
+        shape = (p.hb + p.ty + p.extra, p.wb + p.tx + p.extra)
+        self.bufs = (np.empty(shape, dtype), np.empty(shape, dtype))
         band_w = p.wb + width + p.tx + p.extra
         self.band_prev = np.full((p.hb, band_w), pad, dtype)
         self.band_cur = np.full((p.hb, band_w), pad, dtype)
         self.strip = np.full((p.ty, p.wb), pad, dtype)
 
-    def assemble(self, tile: np.ndarray, j: int) -> np.ndarray:
-        p, b = self.plan, self.buf
+    def assemble(self, tile: np.ndarray, j: int, k: int) -> np.ndarray:
+        """Region of tile ``(., j)`` in buffer ``k % 2``; then its band and strip are kept."""
+        p, b = self.plan, self.bufs[k % 2]
         th, tw = tile.shape
         b[: p.hb] = self.band_prev[:, j * p.tx : j * p.tx + b.shape[1]]
         b[p.hb : p.hb + p.ty, : p.wb] = self.strip if j else self.pad
         b[p.hb : p.hb + th, p.wb : p.wb + tw] = tile
         b[p.hb : p.hb + th, p.wb + tw :] = self.pad
         b[p.hb + th :] = self.pad
-        return b
-
-    def keep(self, j: int, th: int, tw: int) -> None:
-        """After tile (i, j): its last ``hb`` rows into the band, last ``wb`` columns into the strip."""
-        p, b = self.plan, self.buf
+        # its last `hb` rows into the band, its last `wb` columns into the strip
         self.band_cur[:, p.wb + j * p.tx : p.wb + j * p.tx + tw] = b[
             th : th + p.hb, p.wb : p.wb + tw
         ]
         self.strip[:] = b[p.hb : p.hb + p.ty, tw : tw + p.wb]
+        return b
 
     def next_row(self) -> None:
         self.band_prev, self.band_cur = self.band_cur, self.band_prev
@@ -140,39 +139,39 @@ def stream_regions(
         _Canvas(plan, shape[1], s.dtype, 0) for s in sources[1:]
     ]
     order = [(i, j) for i in range(nty) for j in range(ntx) if plan.needed[i, j]]
+    row = [0]
 
-    def read(ij: tuple[int, int]) -> list[np.ndarray]:
-        i, j = ij
+    def read(k: int) -> list[np.ndarray]:
+        """Read tile ``order[k]`` and assemble its regions (on the reader thread, in order)."""
+        i, j = order[k]
         ys = slice(i * plan.ty, min((i + 1) * plan.ty, shape[0]))
         xs = slice(j * plan.tx, min((j + 1) * plan.tx, shape[1]))
         t = time.perf_counter()
-        out = read_region(sources, (ys, xs), shape, pads=(-1, 0))
+        tiles = read_region(sources, (ys, xs), shape, pads=(-1, 0))
+        timing["channel_bytes"] += sum(a.nbytes for a in tiles[1:])
+        while row[0] < i:
+            for c in canvases:
+                c.next_row()
+            row[0] += 1
+        bufs = [c.assemble(tile, j, k) for c, tile in zip(canvases, tiles, strict=True)]
         timing["read_s"] += time.perf_counter() - t
-        timing["channel_bytes"] += sum(a.nbytes for a in out[1:])
-        return out
+        return bufs
 
-    row = 0
+    # one reader thread: tile k + 1 is read and assembled (into the other buffers) while the
+    # cells of tile k are measured; buffers k % 2 are not touched again before tile k + 2
     with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(read, order[0]) if order else None
+        future = pool.submit(read, 0) if order else None
         for k, (i, j) in enumerate(order):
             check()
             t = time.perf_counter()
-            tiles = future.result()
+            bufs = future.result()
             timing["wait_s"] += time.perf_counter() - t
-            future = pool.submit(read, order[k + 1]) if k + 1 < len(order) else None
-            while row < i:
-                for c in canvases:
-                    c.next_row()
-                row += 1
-            th, tw = tiles[0].shape
-            bufs = [c.assemble(t, j) for c, t in zip(canvases, tiles, strict=True)]
+            future = pool.submit(read, k + 1) if k + 1 < len(order) else None
             cells = plan.owned.get((i, j))
             if cells is not None:
                 y0, x0 = i * plan.ty - plan.hb, j * plan.tx - plan.wb
                 region = (slice(y0, y0 + bufs[0].shape[0]), slice(x0, x0 + bufs[0].shape[1]))
                 yield bufs[0], bufs[1:], RegionPlan(region, cells)
-            for c in canvases:
-                c.keep(j, th, tw)
             step()
     for _ in range(nty * ntx - len(order)):
         step()

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from napari_hrs.errors import AcquisitionError
+from napari_hrs.io.direct import direct_reader
+from napari_hrs.markers import _kernels
 
 #: crops are rounded up to a multiple of this many pixels, so cells share a few crop shapes
 CROP_STEP = 8
@@ -32,8 +33,11 @@ class Source:
 
     @classmethod
     def of(cls, array: Any, what: str) -> Source:
+        """``array`` as a source; a dask array with a direct store reader is read through it
+        (:func:`napari_hrs.io.direct.direct_reader`: one zarr call per tile, same values)."""
         if not hasattr(array, "shape") or not hasattr(array, "__getitem__"):
             array = np.asarray(array)
+        array = direct_reader(array) or array
         shape = tuple(int(s) for s in array.shape)
         if len(shape) < 2 or any(s != 1 for s in shape[:-2]):
             raise AcquisitionError(
@@ -133,13 +137,7 @@ def _tile_boxes(t: np.ndarray, oy: int, ox: int) -> tuple[np.ndarray, int]:
         if ids_map[0] != 0:
             ids_map = np.concatenate([[0], ids_map])
             t += 1
-    objs = ndi.find_objects(t)
-    rows = [
-        (i + 1, s[0].start, s[0].stop, s[1].start, s[1].stop)
-        for i, s in enumerate(objs)
-        if s is not None
-    ]
-    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 5)
+    arr = _kernels.tile_boxes(np.ascontiguousarray(t), int(t.max()))
     if ids_map is not None:
         arr[:, 0] = ids_map[arr[:, 0]]
     arr[:, 1:3] += oy

@@ -30,16 +30,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from napari_hrs.errors import AcquisitionError, Cancelled, ChannelRoleError
-from napari_hrs.markers import _stream, _tiles
-from napari_hrs.markers.background import (
-    ring_mask,
-    segment_mean_sd,
-    segment_median,
-    segment_sum,
-)
+from napari_hrs.markers import _kernels, _stream, _tiles
 
 __all__ = ["MEASURES", "quantify", "quantify_acquisition"]
 
@@ -251,70 +244,80 @@ def _measure_region(
     gap: int,
     width: int,
 ) -> dict[str, np.ndarray]:
-    """Measure all cells of one region, one crop-size bucket at a time.
+    """Measure all cells of one region with the compiled kernels (:mod:`._kernels`).
 
     ``lab`` and ``chans`` are the (Y, X) region ``plan.region`` (padded outside the image with
     label -1); each cell's crop starts ``gap + width`` pixels above and left of its bounding box.
     """
     radius = gap + width
     ry0, rx0 = plan.region[0].start, plan.region[1].start
-    out: dict[str, list[np.ndarray]] = {}
-    for hb, wb, cells in _tiles.buckets(boxes, plan.cells, radius):
-        ids = boxes.ids[cells]
-        oy = boxes.y0[cells] - radius - ry0
-        ox = boxes.x0[cells] - radius - rx0
-        stack = sliding_window_view(lab, (hb, wb))[oy, ox]  # (N, hb, wb) copy
-        inside = stack == ids[:, None, None]
-        ring = ring_mask(inside, stack != 0, gap, width, margin=True)
-        area, ys, xs = _moments(inside)
-        ring_n = ring.view(np.uint8).reshape(len(cells), -1).sum(axis=1, dtype=np.int64)
-        cols = {
-            "label_id": ids,
-            "area_px": area,
-            "centroid_y_px": (oy + ry0) + ys / area,
-            "centroid_x_px": (ox + rx0) + xs / area,
-            "bbox_x0": boxes.x0[cells],
-            "bbox_y0": boxes.y0[cells],
-            "bbox_x1": boxes.x1[cells],
-            "bbox_y1": boxes.y1[cells],
-            "ring_area_px": ring_n,
-        }
-        for name, ch in zip(names, chans, strict=True):
-            crop = sliding_window_view(ch, (hb, wb))[oy, ox]
-            cols.update(_marker_columns(name, crop[inside], area, crop[ring], ring_n))
-        for k, v in cols.items():
-            out.setdefault(k, []).append(np.asarray(v))
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-
-def _moments(inside: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Area, sum of rows and sum of columns of each (N, H, W) mask, exactly: BLAS row sums of
-    0/1 values (integers below 2**24 in float32), then float64 sums (integers below 2**53)."""
-    n, h, w = inside.shape
-    ftype = np.float32 if w < 4096 else np.float64  # per-row sums < w**2 / 2 < 2**24: exact
-    f = inside.reshape(n * h, w).astype(ftype)
-    per_row = f @ np.stack([np.ones(w, ftype), np.arange(w, dtype=ftype)], axis=1)
-    per_row = per_row.astype(np.float64)
-    counts = per_row[:, 0].reshape(n, h)
-    area = counts.sum(axis=1)
-    xs = per_row[:, 1].reshape(n, h).sum(axis=1)
-    ys = counts @ np.arange(h, dtype=np.float64)
-    return area.astype(np.int64), ys, xs
+    cells = plan.cells
+    # raster order of the boxes: consecutive cells share rows of the region in cache (2-3x
+    # faster than label order on a 2k tile; the table is sorted by label id afterwards)
+    cells = cells[np.lexsort((boxes.x0[cells], boxes.y0[cells]))]
+    n = len(cells)
+    ids = boxes.ids[cells].astype(np.int64)
+    by = (boxes.y0[cells] - ry0).astype(np.int64)  # box corner in region pixels
+    bx = (boxes.x0[cells] - rx0).astype(np.int64)
+    bh = (boxes.y1[cells] - boxes.y0[cells]).astype(np.int64)
+    bw = (boxes.x1[cells] - boxes.x0[cells]).astype(np.int64)
+    sizes = (bh + 2 * radius) * (bw + 2 * radius)
+    seg_start = np.zeros(n, np.int64)
+    np.cumsum(sizes[:-1], out=seg_start[1:])
+    # flat offsets into the region; int32 halves the memory touched (regions < 2**31 pixels)
+    off_type = np.int32 if lab.size < 2**31 else np.int64
+    cell_off = np.empty(int(sizes.sum()), off_type)
+    ring_off = np.empty_like(cell_off)
+    area, sy, sx, ring_n = (np.zeros(n, np.int64) for _ in range(4))
+    k_outer, k_gap = _kernels.disk_half_widths(gap, radius)
+    _kernels.cell_geometry(
+        np.ascontiguousarray(lab), ids, by, bx, bh, bw, k_outer, k_gap, seg_start, cell_off,
+        ring_off, area, sy, sx, ring_n,
+    )  # fmt: skip
+    oy, ox = by - radius + ry0, bx - radius + rx0  # crop corner in image pixels
+    cols = {
+        "label_id": boxes.ids[cells],
+        "area_px": area,
+        "centroid_y_px": oy + sy / area,
+        "centroid_x_px": ox + sx / area,
+        "bbox_x0": boxes.x0[cells],
+        "bbox_y0": boxes.y0[cells],
+        "bbox_x1": boxes.x1[cells],
+        "bbox_y1": boxes.y1[cells],
+        "ring_area_px": ring_n,
+    }
+    for name, ch in zip(names, chans, strict=True):
+        cols.update(_marker_columns(name, ch, seg_start, cell_off, area, ring_off, ring_n))
+    return cols
 
 
 def _marker_columns(
-    name: str, vals: np.ndarray, area: np.ndarray, bg_vals: np.ndarray, ring_n: np.ndarray
+    name: str,
+    ch: np.ndarray,
+    seg_start: np.ndarray,
+    cell_off: np.ndarray,
+    area: np.ndarray,
+    ring_off: np.ndarray,
+    ring_n: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """The :data:`MEASURES` of one channel from segment values (cell pixels, ring pixels)."""
-    total = segment_sum(vals, area)
-    mean = total / area
-    bg = segment_median(bg_vals, ring_n)
-    _, bg_sd = segment_mean_sd(bg_vals, ring_n)
+    """The :data:`MEASURES` of one channel of a region, through the cells' pixel offsets."""
+    ch = np.ascontiguousarray(ch)
+    if ch.dtype == bool:
+        ch = ch.view(np.uint8)
+    kind, size = ch.dtype.kind, ch.dtype.itemsize
+    # <= 16-bit integers: shift to 0..65535 for the radix-selected medians; others: -1
+    shift = (1 << (8 * size - 1) if kind == "i" else 0) if kind in "iu" and size <= 2 else -1
+    total, med, bg, bg_mean, bg_sd = (np.empty(len(area)) for _ in range(5))
+    _kernels.channel_stats(
+        ch, seg_start, cell_off, area, ring_off, ring_n, shift, kind in "iu",
+        total, med, bg, bg_mean, bg_sd,
+    )  # fmt: skip
     with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / area
         sbr = np.where(bg > 0, mean / bg, np.nan)
     return {
         f"{name}_mean": mean,
-        f"{name}_median": segment_median(vals, area),
+        f"{name}_median": med,
         f"{name}_integrated": total,
         f"{name}_background": bg,
         f"{name}_background_sd": bg_sd,

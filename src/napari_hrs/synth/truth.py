@@ -14,6 +14,7 @@ import pandas as pd
 import zarr
 
 from napari_hrs.errors import AcquisitionError
+from napari_hrs.io.direct import lazy_from_zarr
 from napari_hrs.synth.scene import SceneParams, block_cells
 
 #: name of the NGFF label image holding the instance labels
@@ -108,4 +109,4 @@ def read_ground_truth(path: str | os.PathLike) -> tuple[da.Array, pd.DataFrame]:
     df = pd.read_csv(table)
     for col in ("PRM1_positive", "PNA_positive"):
         df[col] = df[col].astype(bool)
-    return da.from_zarr(arr), df
+    return lazy_from_zarr(arr), df

@@ -1,0 +1,67 @@
+"""Direct store reads behind registered dask arrays (napari_hrs.io.direct)."""
+
+from __future__ import annotations
+
+import gc
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import zarr
+
+from _markers_helpers import write_ngff
+from napari_hrs.io import open_acquisition
+from napari_hrs.io.direct import DirectPlane, direct_reader, lazy_from_zarr, register_direct
+from napari_hrs.markers import quantify, quantify_acquisition
+
+
+def test_acquisition_channels_have_direct_readers_with_equal_values(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 4000, (3, 70, 90)).astype(np.uint16)
+    lab = np.zeros((70, 90), np.int32)
+    lab[20:30, 30:45] = 5
+    path = write_ngff(tmp_path / "a.ome.zarr", img, ["BF", "PRM1", "PNA"], labels=lab)
+    acq = open_acquisition(path)
+    for c, name in enumerate(["BF", "PRM1", "PNA"]):
+        arr = acq.channel(name)
+        reader = direct_reader(arr)
+        assert isinstance(reader, DirectPlane)
+        assert reader.shape == (70, 90) and reader.dtype == np.uint16
+        np.testing.assert_array_equal(reader[5:60, 7:88], img[c, 5:60, 7:88])
+        np.testing.assert_array_equal(reader[5:60, 7:88], arr[5:60, 7:88].compute())
+    # derived arrays read through dask: no reader
+    assert direct_reader(acq.channel("PRM1")[10:20]) is None
+    assert direct_reader(acq.channel("PRM1") + 1) is None
+    # quantification through the readers equals quantification of the numpy arrays
+    direct = quantify_acquisition(acq, lab, tile=32)
+    plain = quantify({"PRM1": img[1], "PNA": img[2]}, lab, pixel_size_um=acq.pixel_size_um)
+    pd.testing.assert_frame_equal(direct, plain, check_exact=True)
+    assert direct.loc[0, "PRM1_mean"] == img[1][lab == 5].mean()
+
+
+def test_lazy_from_zarr_registers_and_forgets(tmp_path):
+    z = zarr.open_array(str(tmp_path / "l.zarr"), mode="w", shape=(1, 40, 50), chunks=(1, 16, 16),
+                        dtype=np.uint32)  # fmt: skip
+    z[0, 3:9, 4:30] = 7
+    arr = lazy_from_zarr(z)
+    reader = direct_reader(arr)
+    assert reader is not None and reader.shape == (1, 40, 50) and reader.chunks == (1, 16, 16)
+    np.testing.assert_array_equal(reader[0, 0:20, 0:40], z[0, 0:20, 0:40])
+    name = arr.name
+    del arr, reader, z
+    gc.collect()
+    from napari_hrs.io import direct as mod
+
+    assert name not in mod._READERS  # gone with the store object
+
+
+def test_unregistered_and_mismatched():
+    assert direct_reader(np.zeros((4, 4))) is None
+    assert direct_reader(da.zeros((4, 4), chunks=2)) is None
+    src = np.zeros((4, 5), np.uint16)
+    try:
+        register_direct(da.zeros((4, 4), chunks=2, dtype=np.uint16), src)
+    except ValueError as exc:
+        assert "does not match" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("a reader of another shape was accepted")

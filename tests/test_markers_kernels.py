@@ -1,0 +1,94 @@
+"""The compiled per-cell kernels: box finding, non-convex rings, 16-bit radix medians."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from _markers_helpers import disk_scene, naive_quantify
+from napari_hrs.markers import quantify
+from napari_hrs.markers._kernels import disk_half_widths, tile_boxes
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.uint32, np.int64])
+def test_tile_boxes_equal_find_objects(dtype):
+    lab = disk_scene((70, 90), 25, radius=(2.0, 12.0), seed=4).astype(dtype)
+    lab[5, 80:90] = 3  # a second, disconnected piece of label 3 on the right edge
+    lab[60:70, 0] = 11  # a vertical line on the left edge
+    got = tile_boxes(lab, int(lab.max()))
+    want = [
+        (i + 1, s[0].start, s[0].stop, s[1].start, s[1].stop)
+        for i, s in enumerate(ndi.find_objects(lab))
+        if s is not None
+    ]
+    np.testing.assert_array_equal(got, np.asarray(want, np.int64).reshape(-1, 5))
+    assert tile_boxes(np.zeros((4, 4), dtype), 0).shape == (0, 5)
+
+
+def test_disk_half_widths():
+    k_outer, k_gap = disk_half_widths(2, 5)
+    assert list(k_outer) == [0, 3, 4, 4, 4, 5, 4, 4, 4, 3, 0]
+    assert list(k_gap) == [-1, -1, -1, 0, 1, 2, 1, 0, -1, -1, -1]
+
+
+def _non_convex_scene() -> np.ndarray:
+    lab = np.zeros((80, 90), np.int32)
+    yy, xx = np.mgrid[:80, :90]
+    ring = ((yy - 25) ** 2 + (xx - 25) ** 2 < 15**2) & ((yy - 25) ** 2 + (xx - 25) ** 2 >= 7**2)
+    lab[ring] = 1  # an annulus: two runs on its middle rows, a hole of background inside
+    lab[50:70, 10:14] = 2
+    lab[50:70, 24:28] = 2  # one label, two disconnected bars
+    lab[66:70, 10:28] = 2  # ... joined at the bottom: a U
+    lab[10:40, 55:85][np.eye(30, dtype=bool)] = 3  # a diagonal line (8-connected only)
+    lab[50:60, 60:62] = 4
+    lab[56:66, 66:68] = 4  # two bars that do not touch: not row-convex
+    return lab
+
+
+@pytest.mark.parametrize("ring", [(2, 6), (0, 3), (4, 1)])
+def test_non_convex_cells_match_the_naive_reference(ring):
+    lab = _non_convex_scene()
+    rng = np.random.default_rng(7)
+    ch = rng.integers(0, 5000, lab.shape).astype(np.uint16)
+    got = quantify({"M": ch}, lab, ring_px=ring, tile=32)
+    ref = naive_quantify({"M": ch}, lab, *ring)
+    for col in ref.columns:
+        np.testing.assert_allclose(got[col], ref[col], rtol=1e-12, err_msg=col)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "values"),
+    [
+        (np.uint16, [255, 256]),  # the two middle values in different high-byte bins
+        (np.uint16, [0, 65535]),
+        (np.uint16, [7, 7, 7, 300, 300]),
+        (np.int16, [-32768, -1, 0, 32767]),
+        (np.int16, [-5, -300, 12]),
+        (np.uint8, [0, 255, 3, 200]),
+        (np.int8, [-128, 127, -1, 0, 5, 5]),
+    ],
+)
+def test_radix_median_matches_numpy(dtype, values):
+    vals = np.asarray(values, dtype)
+    n = len(vals)
+    lab = np.zeros((12, 12 + n), np.int32)
+    lab[5, 6 : 6 + n] = 1
+    ch = np.zeros(lab.shape, dtype)
+    ch[5, 6 : 6 + n] = vals
+    ch[0, :] = vals[0]  # ring values too
+    t = quantify({"M": ch}, lab, ring_px=(0, 5))
+    assert t.loc[0, "M_median"] == np.median(vals.astype(np.float64))
+    ring = ch[(ndi.distance_transform_edt(lab == 0) <= 5) & (lab == 0)]
+    assert t.loc[0, "M_background"] == np.median(ring.astype(np.float64))
+
+
+def test_cell_ids_of_every_size_and_wide_cells():
+    lab = disk_scene((120, 300), 20, radius=(4.0, 40.0), seed=8, id_step=2**20 + 3)
+    lab = lab.astype(np.int64)
+    lab[100:110, 0:300] = 2**40  # wider than any crop bucket, across the whole image
+    ch = np.random.default_rng(0).normal(1000, 50, lab.shape)  # float64
+    got = quantify({"M": ch}, lab, ring_px=(1, 3), tile=64)
+    ref = naive_quantify({"M": ch}, lab, 1, 3)
+    for col in ref.columns:
+        np.testing.assert_allclose(got[col], ref[col], rtol=1e-9, err_msg=col)

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from _markers_helpers import disk_scene, naive_quantify
 from napari_hrs.markers import quantify
-from napari_hrs.markers._kernels import disk_half_widths, tile_boxes
+from napari_hrs.markers._kernels import channel_stats, disk_half_widths, tile_boxes
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.uint32, np.int64])
@@ -92,3 +92,56 @@ def test_cell_ids_of_every_size_and_wide_cells():
     ref = naive_quantify({"M": ch}, lab, 1, 3)
     for col in ref.columns:
         np.testing.assert_allclose(got[col], ref[col], rtol=1e-9, err_msg=col)
+
+
+def _segments(dtype, seed, n=40):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 30, n)
+    counts[3] = 0
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        lo, hi = max(info.min, -(2**40)), min(info.max, 2**40)
+        vals = rng.integers(lo, hi, counts.sum(), dtype=np.int64 if info.min < 0 else np.uint64)
+        vals = vals.astype(dtype)
+    else:
+        vals = rng.normal(0, 1e3, counts.sum()).astype(dtype)
+    return vals, counts
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32, np.int64, np.uint64,
+     np.float32, np.float64],
+)  # fmt: skip
+def test_channel_stats_match_numpy_for_every_dtype(dtype):
+    vals, counts = _segments(dtype, 7)
+    counts = counts.astype(np.int64)
+    starts = np.zeros(len(counts), np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    offsets = np.arange(vals.size, dtype=np.int32)
+    kind, size = np.dtype(dtype).kind, np.dtype(dtype).itemsize
+    shift = (1 << (8 * size - 1) if kind == "i" else 0) if kind in "iu" and size <= 2 else -1
+    out = [np.empty(len(counts)) for _ in range(5)]
+    # the same segments as the cells' pixels and as their rings
+    channel_stats(vals[None], starts, offsets, counts, offsets, counts, shift, kind in "iu", *out)
+    total, med, bg_med, bg_mean, bg_sd = out
+    for i, c in enumerate(counts):
+        s = vals[starts[i] : starts[i] + c].astype(np.float64)
+        if c == 0:
+            assert total[i] == 0 and np.isnan(med[i]) and np.isnan(bg_med[i])
+            assert np.isnan(bg_mean[i]) and np.isnan(bg_sd[i])
+            continue
+        assert med[i] == np.median(s) == bg_med[i]
+        assert total[i] == pytest.approx(s.sum(), rel=1e-12)
+        assert bg_mean[i] == pytest.approx(s.mean(), rel=1e-12)
+        assert bg_sd[i] == pytest.approx(s.std(), rel=1e-9, abs=1e-9)
+
+
+def test_bright_flat_background_keeps_its_precision():
+    vals = np.array([65000, 65001] * 500, np.uint16)  # SD exactly 0.5
+    counts = np.array([vals.size], np.int64)
+    offsets = np.arange(vals.size, dtype=np.int32)
+    out = [np.empty(1) for _ in range(5)]
+    zero = np.zeros(1, np.int64)
+    channel_stats(vals[None], zero, offsets, counts, offsets, counts, 0, True, *out)
+    assert out[4][0] == 0.5 and out[3][0] == 65000.5 and out[1][0] == 65000.5

@@ -15,17 +15,40 @@ crops of many cells; each crop is the cell's bounding box plus the ring radius. 
   and standard deviation (``ddof=0``; exact integer arithmetic for <= 16-bit integers, two
   passes in float64 otherwise).
 
-The definitions are those of :mod:`napari_hrs.markers.background` (whole-array numpy versions);
-the tests check both against a naive per-cell Euclidean distance transform. Kernels release the
-GIL and are compiled on first use (cached on disk by numba).
+The ring is that of the docs (docs/markers.md): the background pixels within ``gap + width``
+pixels but farther than ``gap`` from the cell; rings of neighbouring cells may share pixels.
+The tests check both kernels against a naive per-cell Euclidean distance transform and numpy. Kernels release the
+GIL and are compiled on first use (~7 s on the 2-core reference machine for uint16 channels
+and int32 labels; other dtypes compile their own versions), then cached on disk by numba beside
+this file (or in ``NUMBA_CACHE_DIR``), which later processes load in well under a second.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+from pathlib import Path
 
 import numba
 import numpy as np
+
+
+def _cache_ok() -> bool:
+    """Whether numba can write its cache (beside this file, or in NUMBA_CACHE_DIR); numba
+    raises at compile time when no cache location is writable, so then compile each run."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return True
+    here = Path(__file__).parent
+    try:
+        (here / "__pycache__").mkdir(exist_ok=True)
+        with tempfile.TemporaryFile(dir=here / "__pycache__"):
+            return True
+    except OSError:
+        return False
+
+
+_CACHE = _cache_ok()
 
 __all__ = ["cell_geometry", "channel_stats", "disk_half_widths", "tile_boxes"]
 
@@ -44,7 +67,7 @@ def tile_boxes(tile: np.ndarray, hi: int) -> np.ndarray:
     return np.stack([ids, y0[ids], y1[ids], x0[ids], x1[ids]], axis=1).astype(np.int64)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def _box_runs(tile, y0, y1, x0, x1):  # pragma: no cover - compiled
     """Grow the boxes (``y0 == -1``: not seen yet) with every run of equal labels > 0."""
     h, w = tile.shape
@@ -62,7 +85,7 @@ def _box_runs(tile, y0, y1, x0, x1):  # pragma: no cover - compiled
             start = x
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=_CACHE, nogil=True, inline="always")
 def _grow(v, y, start, stop, y0, y1, x0, x1):  # pragma: no cover - compiled
     if y0[v] < 0:
         y0[v] = y
@@ -82,7 +105,7 @@ def disk_half_widths(gap: int, outer: int) -> tuple[np.ndarray, np.ndarray]:
     return k_outer, k_gap
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def cell_geometry(  # noqa: PLR0913
     lab, ids, by, bx, bh, bw, k_outer, k_gap, seg_start, cell_off, ring_off, area, sy, sx, ring_n
 ):  # pragma: no cover - compiled
@@ -162,7 +185,7 @@ def cell_geometry(  # noqa: PLR0913
         ring_n[i] = r_px
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def _row_convex(row_ptr, run_a, run_b, outer, bh):  # pragma: no cover - compiled
     """One run on every row of the box, each overlapping or touching (8-connected) the run
     of the row above: then the runs widened by any disk cover one interval per row."""
@@ -176,7 +199,7 @@ def _row_convex(row_ptr, run_a, run_b, outer, bh):  # pragma: no cover - compile
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def _ring_convex(
     flat, base, width, h, row_ptr, run_a, run_b, k_outer, k_gap, ring_off, pos
 ):  # pragma: no cover - compiled  # fmt: skip
@@ -217,7 +240,7 @@ def _ring_convex(
     return r_px
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def _ring_general(
     flat, base, width, h, w, row_ptr, run_a, run_b, k_outer, k_gap, diff_o, diff_g, ring_off, pos
 ):  # pragma: no cover - compiled  # fmt: skip
@@ -258,7 +281,7 @@ def _ring_general(
     return r_px
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def _rank_in_bins(hist, k):  # pragma: no cover - compiled
     """(bin, rank within the bin) of the ``k``-th smallest value (0-based) from a histogram."""
     c = 0
@@ -269,7 +292,7 @@ def _rank_in_bins(hist, k):  # pragma: no cover - compiled
     return hist.size - 1, 0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def _median_16bit(values, shift, hist_hi, hist_lo):  # pragma: no cover - compiled
     """numpy's median of <= 16-bit integers (``values + shift`` in ``0..65535``) by radix
     selection: a histogram of the high bytes, then one of the low bytes of the values in the
@@ -300,7 +323,7 @@ def _median_16bit(values, shift, hist_hi, hist_lo):  # pragma: no cover - compil
     return (np.float64(v1) + np.float64(v2)) / 2.0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def _median(values, is_int):  # pragma: no cover - compiled
     """numpy's median; integers are selected in their own type (sums of two promote to int64),
     floats in float64 (as numpy computes the mean of the two middle float32 values)."""
@@ -309,7 +332,7 @@ def _median(values, is_int):  # pragma: no cover - compiled
     return np.median(values.astype(np.float64))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def channel_stats(
     ch, seg_start, cell_off, area, ring_off, ring_n, shift, is_int,
     total, median, bg_median, bg_mean, bg_sd,

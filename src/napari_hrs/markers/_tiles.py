@@ -6,7 +6,7 @@ outside the image (the missing part is padded).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +17,7 @@ from napari_hrs.errors import AcquisitionError
 from napari_hrs.io.direct import direct_reader
 from napari_hrs.markers import _kernels
 
-#: crops are rounded up to a multiple of this many pixels, so cells share a few crop shapes
+#: crops (box + ring radius) are planned rounded up to a multiple of this many pixels (a margin)
 CROP_STEP = 8
 
 
@@ -223,21 +223,6 @@ def crop_shape(boxes: LabelBoxes, cells: np.ndarray, radius: int) -> tuple[np.nd
     h = boxes.y1[cells] - boxes.y0[cells] + 2 * radius
     w = boxes.x1[cells] - boxes.x0[cells] + 2 * radius
     return -(-h // CROP_STEP) * CROP_STEP, -(-w // CROP_STEP) * CROP_STEP
-
-
-def buckets(
-    boxes: LabelBoxes, cells: np.ndarray, radius: int
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Group cells by crop shape: yields ``(height, width, cell indices)``."""
-    hb, wb = crop_shape(boxes, cells, radius)
-    key = hb * (int(wb.max(initial=0)) + 1) + wb
-    uniq, inv = np.unique(key, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
-    for b in range(len(uniq)):
-        sel = cells[order[bounds[b] : bounds[b + 1]]]
-        first = order[bounds[b]]
-        yield int(hb[first]), int(wb[first]), sel
 
 
 @dataclass(frozen=True)

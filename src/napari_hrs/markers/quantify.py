@@ -2,8 +2,9 @@
 
 For every cell of a labels image (label id > 0) and every channel, :func:`quantify` measures the
 cell's area, centroid, bounding box, mean / median / integrated intensity, and its local
-background: the median and SD of a ring of background pixels around the cell (see
-:mod:`napari_hrs.markers.background`).
+background: the median and SD of a ring of background pixels around the cell: the pixels of
+label 0 whose Euclidean distance ``d`` to the cell satisfies ``gap < d <= gap + width``
+(neighbouring cells' rings may share pixels; see :mod:`napari_hrs.markers._kernels`).
 
 How whole slides stay in bounded memory, with numbers identical to a whole-image computation:
 
@@ -13,12 +14,13 @@ How whole slides stay in bounded memory, with numbers identical to a whole-image
 2. *Pass 2* (:mod:`napari_hrs.markers._stream`) reads the channels once, in chunk-aligned tiles,
    in raster order; each cell is measured with the tile holding the bottom-right corner of its
    crop (bounding box + ring radius), from a region assembled out of that tile, a strip kept
-   from the tile on its left and a band kept from the tile row above. All cells of a tile are
-   measured at once on stacks of crops (one stack per crop shape).
+   from the tile on its left and a band kept from the tile row above. The cells of a tile are
+   measured by compiled kernels (:mod:`napari_hrs.markers._kernels`), in raster order.
 
 A cell is always measured from a crop of the same content, in the same pixel order, so the
 tile size changes nothing (not even floating-point rounding, nor the median). The next tile is
-read on a thread while the current one is measured.
+read (through the store itself where :func:`napari_hrs.io.direct.direct_reader` knows it) and
+assembled on a thread while the current one is measured.
 """
 
 from __future__ import annotations

@@ -147,7 +147,9 @@ def stream_regions(
         ys = slice(i * plan.ty, min((i + 1) * plan.ty, shape[0]))
         xs = slice(j * plan.tx, min((j + 1) * plan.tx, shape[1]))
         t = time.perf_counter()
-        tiles = read_region(sources, (ys, xs), shape, pads=(-1, 0))
+        # tiles lie inside the image (no padding); the labels are cast to the canvas's signed
+        # type as they are copied in, so read_region need not cast them first
+        tiles = read_region(sources, (ys, xs), shape, pads=(-1, 0), signed=False)
         timing["channel_bytes"] += sum(a.nbytes for a in tiles[1:])
         while row[0] < i:
             for c in canvases:

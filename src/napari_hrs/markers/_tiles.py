@@ -71,7 +71,12 @@ def read_region(
     ys, xs = region
     cy = slice(max(ys.start, 0), min(ys.stop, shape[0]))
     cx = slice(max(xs.start, 0), min(xs.stop, shape[1]))
-    lazies = [s.lazy(cy, cx) for s in sources]
+    stores = [i for i, s in enumerate(sources) if not s.is_dask and not isinstance(s.array, np.ndarray)]
+    if len(stores) > 1:  # zarr stores: read them side by side (decoding releases the GIL)
+        got = dict(zip(stores, _store_pool().map(lambda i: np.asarray(sources[i].lazy(cy, cx)), stores), strict=True))  # fmt: skip
+        lazies = [got[i] if i in got else s.lazy(cy, cx) for i, s in enumerate(sources)]
+    else:
+        lazies = [s.lazy(cy, cx) for s in sources]
     dask_at = [i for i, s in enumerate(sources) if s.is_dask]
     if dask_at:
         import dask
@@ -86,6 +91,17 @@ def read_region(
     if any(v for p in pad for v in p):
         out = [np.pad(a, pad, constant_values=pads[0] if i == 0 else pads[1]) for i, a in enumerate(out)]  # fmt: skip
     return out
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _store_pool() -> ThreadPoolExecutor:
+    """Threads reading several stores at once (shared; a few, they mostly wait on zarr)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hrs-store-read")
+    return _POOL
 
 
 def _signed_labels(lab: np.ndarray) -> np.ndarray:

@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=os.environ.get("TMPDIR", "/tmp"))
     p.add_argument("--image", type=Path, default=None, help="an existing acquisition instead")
     p.add_argument("--labels", type=Path, default=None, help="its labels (with --image)")
+    p.add_argument("--threads", type=int, default=None, help="quantify(threads=...)")
     p.add_argument(
         "--labels-in-memory", action="store_true",
         help="load the labels into a numpy array first (as a detection in memory hands them "
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run():
         c = time.process_time()
-        out = quantify_acquisition(acq, labels, tile=args.tile)
+        out = quantify_acquisition(acq, labels, tile=args.tile, threads=args.threads)
         cpu.append(time.process_time() - c)
         return out
 

@@ -92,6 +92,16 @@ def test_tiled_equals_whole_image_exactly(tile):
     pd.testing.assert_frame_equal(whole, tiled, check_exact=True)
 
 
+def test_threads_change_nothing():
+    lab = disk_scene((200, 260), 700, radius=(2.0, 5.0), seed=9)  # > 256 cells per tile
+    rng = np.random.default_rng(4)
+    chans = {"PRM1": rng.integers(0, 4096, lab.shape).astype(np.uint16)}
+    one = quantify(chans, lab, threads=1)
+    three = quantify(chans, lab, threads=3)
+    assert len(one) > 512 and three.attrs["quantify"]["threads"] == 3
+    pd.testing.assert_frame_equal(one, three, check_exact=True)
+
+
 @pytest.mark.parametrize(("chunks", "tile"), [(25, 32), (64, 16), ((40, 70), 100), (30, 4096)])
 def test_chunked_dask_input_equals_whole_image(chunks, tile):
     lab = disk_scene((150, 170), 45, radius=(3.0, 14.0), seed=6)

@@ -153,7 +153,7 @@ def _tile_boxes(t: np.ndarray, oy: int, ox: int) -> tuple[np.ndarray, int]:
         if ids_map[0] != 0:
             ids_map = np.concatenate([[0], ids_map])
             t += 1
-    arr = _kernels.tile_boxes(np.ascontiguousarray(t), int(t.max()))
+    arr = _kernels.tile_boxes(t, hi if ids_map is None else int(t.max()))
     if ids_map is not None:
         arr[:, 0] = ids_map[arr[:, 0]]
     arr[:, 1:3] += oy

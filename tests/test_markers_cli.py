@@ -72,6 +72,18 @@ def test_cli_tiff_with_channel_roles_and_manual_thresholds(scene):
     assert "lab.csv" in p.stdout and (t["class_name"] == "hRS").all()  # found beside lab.tif
 
 
+def test_cli_otsu_scale_is_passed_and_recorded(scene, capsys):
+    tmp, ngff, truth = scene
+    for scale in ("linear", "log"):
+        js = tmp / f"s_{scale}.json"
+        rc = main(["quantify", str(ngff), str(ngff), "--out", str(tmp / f"{scale}.csv"), "-q",
+                   "--all-cells", "--otsu-scale", scale, "--summary-json", str(js)])  # fmt: skip
+        assert rc == 0, capsys.readouterr().err
+        s = json.loads(js.read_text())
+        assert s["thresholds"]["PRM1"]["otsu_scale"] == scale
+        assert s["thresholds"]["PNA"]["method"] == "otsu"
+
+
 def test_cli_labels_of_the_image_itself_and_all_cells(scene, capsys):
     tmp, ngff, truth = scene
     rc = main(["quantify", str(ngff), str(ngff), "--out", str(tmp / "gt.csv"), "-q",

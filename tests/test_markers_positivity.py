@@ -33,10 +33,33 @@ def test_otsu_splits_a_bimodal_distribution():
     rng = np.random.default_rng(0)
     neg, pos = rng.normal(0, 3, 60), rng.normal(50, 5, 40)
     t = _table(np.r_[neg, pos])
-    positive, thr = call_positive(t, "PRM1", "otsu")
+    positive, thr = call_positive(t, "PRM1", "otsu", otsu_scale="linear")
     assert 10 < thr < 40
     assert positive.name == "PRM1_positive" and positive.dtype == bool
     np.testing.assert_array_equal(positive.to_numpy(), np.r_[np.zeros(60, bool), np.ones(40, bool)])
+
+
+def test_otsu_on_the_log_scale_splits_skewed_positives():
+    """Tight negatives near zero, positives spread over a decade (log-normal), mostly positive:
+    the linear split cuts through the positives, the log split (default) does not."""
+    rng = np.random.default_rng(1)
+    neg = rng.normal(0, 4, 30)
+    pos = np.exp(rng.normal(np.log(120), 0.6, 170))
+    t = _table(np.r_[neg, pos])
+    truth = np.r_[np.zeros(30, bool), np.ones(170, bool)]
+    log_calls, thr = call_positive(t, "PRM1", "otsu")
+    lin_calls, lin_thr = call_positive(t, "PRM1", "otsu", otsu_scale="linear")
+    assert (log_calls.to_numpy() == truth).mean() >= 0.97  # measured 0.98
+    assert (lin_calls.to_numpy() == truth).mean() < 0.5 and lin_thr > thr  # measured 0.41
+    assert neg.max() < thr  # in raw units
+    for scale in ("linear", "log"):  # the same for any intensity unit
+        scaled, thr_scaled = call_positive(_table(np.r_[neg, pos] * 0.001), "PRM1", "otsu",
+                                           otsu_scale=scale)  # fmt: skip
+        plain, thr_plain = call_positive(t, "PRM1", "otsu", otsu_scale=scale)
+        assert (scaled.to_numpy() == plain.to_numpy()).all()
+        assert thr_scaled == pytest.approx(thr_plain * 0.001)
+    with pytest.raises(ValueError, match="otsu_scale"):
+        call_positive(t, "PRM1", "otsu", otsu_scale="sqrt")
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--markers", default="PRM1,PNA", help="marker channels to measure (PRM1,PNA)")
     p.add_argument("--method", choices=("otsu", "background_sd", "manual"), default="otsu",
                    help="positivity threshold method (default otsu)")  # fmt: skip
+    p.add_argument("--otsu-scale", choices=("log", "linear"), default="log",
+                   help="where otsu finds its split: log scale (default) or linear")  # fmt: skip
     p.add_argument("--k", type=float, default=3.0, help="ring SDs for background_sd (3)")
     p.add_argument("--threshold-prm1", type=float, default=None,
                    help="manual PRM1 threshold (raw units of --measure); implies manual for PRM1")  # fmt: skip
@@ -244,8 +246,9 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
             )  # fmt: skip
         table = call_markers(
-            table, methods, markers=markers, k=args.k, thresholds=manual, measure=args.measure
-        )
+            table, methods, markers=markers, k=args.k, thresholds=manual, measure=args.measure,
+            otsu_scale=args.otsu_scale,
+        )  # fmt: skip
         table, note = join_detections(table, labels_at, args.detections)
         summary = summarize(table, hrs_only=not args.all_cells)
     except HRSError as exc:  # bad file, missing channel, shape mismatch, unknown --measure

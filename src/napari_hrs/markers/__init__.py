@@ -9,6 +9,7 @@ PRM1+ and/or PNA+). Qt-free, napari-free.
 from napari_hrs.markers.positivity import (
     CATEGORIES,
     CATEGORY_COLORS,
+    OTSU_SCALES,
     call_markers,
     call_positive,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "CATEGORIES",
     "CATEGORY_COLORS",
     "MEASURES",
+    "OTSU_SCALES",
     "call_markers",
     "call_positive",
     "format_summary",

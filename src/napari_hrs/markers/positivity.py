@@ -6,7 +6,14 @@ Three ways to call a cell positive for a marker, on a table from
 ``"otsu"``
     Otsu's threshold on the per-cell values of ``{marker}_{measure}`` (default the
     background-subtracted mean), placed midway between the brightest negative and the dimmest
-    positive cell (the split is Otsu's). Needs both populations in the image; with a single population it
+    positive cell (the split is Otsu's). By default the split is found on a log scale
+    (``otsu_scale="log"``: ``log(v - min + (max - min) / 100)``, two decades, the same for any
+    intensity unit): marker-negative cells sit in a tight cluster near zero while positives
+    spread multiplicatively over a decade (staining and expression vary by factors), and Otsu,
+    which assumes classes of similar spread, cuts the linear values through the middle of the
+    positives. On synthetic acquisitions with known truth, PNA calls were right for 60-97 % of
+    cells on the linear scale and 97-100 % on the log scale (docs/markers.md).
+    ``otsu_scale="linear"`` gives the classic split. Needs both populations in the image; with a single population it
     still splits it in two, so prefer ``"background_sd"`` on images where (nearly) all or no cells
     are expected positive.
 ``"background_sd"``
@@ -33,6 +40,7 @@ __all__ = [
     "CATEGORIES",
     "CATEGORY_COLORS",
     "METHODS",
+    "OTSU_SCALES",
     "call_markers",
     "call_positive",
     "categorize",
@@ -40,6 +48,9 @@ __all__ = [
 
 #: threshold methods of :func:`call_positive`
 METHODS: tuple[str, ...] = ("otsu", "background_sd", "manual")
+
+#: value scales Otsu's split can be found on
+OTSU_SCALES: tuple[str, ...] = ("log", "linear")
 
 #: marker categories, in display order
 CATEGORIES: tuple[str, ...] = ("PRM1+PNA+", "PRM1+", "PNA+", "neither")
@@ -72,6 +83,7 @@ def call_positive(
     k: float = 3.0,
     value: float | None = None,
     measure: str = "mean_bgsub",
+    otsu_scale: str = "log",
 ) -> tuple[pd.Series, float]:
     """Call each cell positive or negative for one marker.
 
@@ -90,6 +102,9 @@ def call_positive(
     measure : str
         Per-marker measurement thresholded by ``"otsu"`` / ``"manual"`` (``mean_bgsub``,
         ``mean``, ``median``, ``sbr``, ``integrated_bgsub``...).
+    otsu_scale : {"log", "linear"}
+        Where ``"otsu"`` looks for its split: on ``log(v - min + (max - min) / 100)`` (default)
+        or on the values. The threshold returned is in raw units either way.
 
     Returns
     -------
@@ -112,7 +127,9 @@ def call_positive(
             )
         threshold = float(value)
     elif method == "otsu":
-        threshold = _otsu(values.to_numpy(dtype=np.float64), marker)
+        if otsu_scale not in OTSU_SCALES:
+            raise ValueError(f"unknown otsu_scale {otsu_scale!r}; use one of {list(OTSU_SCALES)}.")
+        threshold = _otsu(values.to_numpy(dtype=np.float64), marker, otsu_scale)
     else:
         raise ValueError(f"unknown positivity method {method!r}; use one of {list(METHODS)}.")
     if np.isfinite(threshold):
@@ -122,7 +139,7 @@ def call_positive(
     return positive.astype(bool).rename(name), threshold
 
 
-def _otsu(values: np.ndarray, marker: str) -> float:
+def _otsu(values: np.ndarray, marker: str, scale: str = "log") -> float:
     finite = values[np.isfinite(values)]
     distinct = np.unique(finite)
     if len(distinct) < 2:
@@ -135,10 +152,15 @@ def _otsu(values: np.ndarray, marker: str) -> float:
         return float(distinct[0]) if len(distinct) else float("nan")
     from skimage.filters import threshold_otsu
 
-    t = float(threshold_otsu(finite))
-    below, above = finite[finite <= t], finite[finite > t]
-    if not len(below) or not len(above):
-        return t
+    if scale == "log":  # two decades above the smallest value, whatever the unit
+        lo, span = float(distinct[0]), float(distinct[-1] - distinct[0])
+        scaled = np.log(finite - lo + span / 100.0)
+    else:
+        scaled = finite
+    t = float(threshold_otsu(scaled))
+    below, above = finite[scaled <= t], finite[scaled > t]
+    if not len(below) or not len(above):  # (cannot happen with >= 2 distinct values)
+        return float(np.exp(t) + lo - span / 100.0) if scale == "log" else t
     # same split, but the threshold midway across the gap between the two classes
     return float((below.max() + above.min()) / 2.0)
 
@@ -159,6 +181,7 @@ def call_markers(
     k: float = 3.0,
     thresholds: Mapping[str, float] | None = None,
     measure: str = "mean_bgsub",
+    otsu_scale: str = "log",
 ) -> pd.DataFrame:
     """Add ``PRM1_positive``, ``PNA_positive`` and ``category`` columns to a quantified table.
 
@@ -177,6 +200,8 @@ def call_markers(
         Values for ``"manual"``.
     measure : str
         Measurement thresholded by ``"otsu"`` / ``"manual"``.
+    otsu_scale : {"log", "linear"}
+        See :func:`call_positive`.
 
     Returns
     -------
@@ -196,7 +221,8 @@ def call_markers(
     info = {}
     for m in markers:
         meth = method.get(m, "otsu") if isinstance(method, Mapping) else method
-        pos, thr = call_positive(out, m, meth, k=k, value=thresholds.get(m), measure=measure)
+        pos, thr = call_positive(out, m, meth, k=k, value=thresholds.get(m), measure=measure,
+                                 otsu_scale=otsu_scale)  # fmt: skip
         out[f"{m}_positive"] = pos
         info[m] = {
             "method": meth,
@@ -204,6 +230,8 @@ def call_markers(
             "measure": "mean_bgsub > k * background_sd" if meth == "background_sd" else measure,
             "n_positive": int(pos.sum()),
         }
+        if meth == "otsu":
+            info[m]["otsu_scale"] = otsu_scale
     for m in ("PRM1", "PNA"):
         if f"{m}_positive" not in out.columns:
             out[f"{m}_positive"] = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage as ndi
 
@@ -16,14 +17,16 @@ def test_tile_boxes_equal_find_objects(dtype):
     lab = disk_scene((70, 90), 25, radius=(2.0, 12.0), seed=4).astype(dtype)
     lab[5, 80:90] = 3  # a second, disconnected piece of label 3 on the right edge
     lab[60:70, 0] = 11  # a vertical line on the left edge
-    got = tile_boxes(lab, int(lab.max()))
+    got = tile_boxes(lab, 1, int(lab.max()))
     want = [
         (i + 1, s[0].start, s[0].stop, s[1].start, s[1].stop)
         for i, s in enumerate(ndi.find_objects(lab))
         if s is not None
     ]
     np.testing.assert_array_equal(got, np.asarray(want, np.int64).reshape(-1, 5))
-    assert tile_boxes(np.zeros((4, 4), dtype), 0).shape == (0, 5)
+    first = int(lab[lab > 0].min())
+    np.testing.assert_array_equal(tile_boxes(lab, first, int(lab.max())), got)  # from `first`
+    assert tile_boxes(np.zeros((4, 4), dtype), 1, 0).shape == (0, 5)
 
 
 def test_disk_half_widths():
@@ -145,3 +148,13 @@ def test_bright_flat_background_keeps_its_precision():
     zero = np.zeros(1, np.int64)
     channel_stats(vals[None], zero, offsets, counts, offsets, counts, 0, True, *out)
     assert out[4][0] == 0.5 and out[3][0] == 65000.5 and out[1][0] == 65000.5
+
+
+def test_high_but_narrow_ids_use_an_offset_range():
+    lab = disk_scene((60, 80), 12, radius=(3.0, 8.0), seed=2).astype(np.int64)
+    ch = np.random.default_rng(3).integers(0, 3000, lab.shape).astype(np.uint16)
+    base = quantify({"M": ch}, lab)
+    lab[lab > 0] += 5_000_000  # above 2**22, within a range of a few ids
+    high = quantify({"M": ch}, lab)
+    assert (high["label_id"] == base["label_id"] + 5_000_000).all()
+    pd.testing.assert_frame_equal(high.drop(columns="label_id"), base.drop(columns="label_id"))

@@ -53,23 +53,26 @@ _CACHE = _cache_ok()
 __all__ = ["cell_geometry", "channel_stats", "disk_half_widths", "tile_boxes"]
 
 
-def tile_boxes(tile: np.ndarray, hi: int) -> np.ndarray:
-    """Bounding boxes of the labels ``1..hi`` of a (Y, X) tile of non-negative integers:
-    ``(K, 5)`` int64 rows ``id, y0, y1, x0, x1`` (half-open, tile pixels) of the ids present,
-    ascending (what :func:`scipy.ndimage.find_objects` finds, in one pass over the runs)."""
-    y0 = np.full(hi + 1, -1, np.int64)
-    y1 = np.zeros(hi + 1, np.int64)
-    x0 = np.full(hi + 1, tile.shape[1], np.int64)
-    x1 = np.zeros(hi + 1, np.int64)
-    _box_runs(tile, y0, y1, x0, x1)
-    ids = np.flatnonzero(y1)
-    ids = ids[ids > 0]
-    return np.stack([ids, y0[ids], y1[ids], x0[ids], x1[ids]], axis=1).astype(np.int64)
+def tile_boxes(tile: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Bounding boxes of the labels ``lo..hi`` (``lo >= 1``) of a (Y, X) tile of non-negative
+    integers: ``(K, 5)`` int64 rows ``id, y0, y1, x0, x1`` (half-open, tile pixels) of the ids
+    present, ascending (what :func:`scipy.ndimage.find_objects` finds, in one pass over the
+    runs; memory: four int32 per id of the range)."""
+    n = max(hi - lo + 1, 0)
+    y0 = np.full(n, -1, np.int32)
+    y1 = np.zeros(n, np.int32)
+    x0 = np.full(n, tile.shape[1], np.int32)
+    x1 = np.zeros(n, np.int32)
+    if n:
+        _box_runs(tile, lo, y0, y1, x0, x1)
+    k = np.flatnonzero(y1)
+    return np.stack([k + lo, y0[k], y1[k], x0[k], x1[k]], axis=1).astype(np.int64)
 
 
 @numba.njit(cache=_CACHE, nogil=True)
-def _box_runs(tile, y0, y1, x0, x1):  # pragma: no cover - compiled
-    """Grow the boxes (``y0 == -1``: not seen yet) with every run of equal labels > 0."""
+def _box_runs(tile, lo, y0, y1, x0, x1):  # pragma: no cover - compiled
+    """Grow the boxes (``y0 == -1``: not seen yet) of ids ``lo + i`` with every run of equal
+    labels > 0 (ids below ``lo`` must not occur)."""
     h, w = tile.shape
     for y in range(h):
         row = tile[y]
@@ -80,7 +83,7 @@ def _box_runs(tile, y0, y1, x0, x1):  # pragma: no cover - compiled
             if v == prev:
                 continue
             if prev != 0:
-                _grow(prev, y, start, x, y0, y1, x0, x1)
+                _grow(np.int64(prev) - lo, y, start, x, y0, y1, x0, x1)
             prev = v
             start = x
 

@@ -6,6 +6,7 @@ outside the image (the missing part is padded).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,12 +72,15 @@ def read_region(
     ys, xs = region
     cy = slice(max(ys.start, 0), min(ys.stop, shape[0]))
     cx = slice(max(xs.start, 0), min(xs.stop, shape[1]))
-    stores = [i for i, s in enumerate(sources) if not s.is_dask and not isinstance(s.array, np.ndarray)]
-    if len(stores) > 1:  # zarr stores: read them side by side (decoding releases the GIL)
-        got = dict(zip(stores, _store_pool().map(lambda i: np.asarray(sources[i].lazy(cy, cx)), stores), strict=True))  # fmt: skip
-        lazies = [got[i] if i in got else s.lazy(cy, cx) for i, s in enumerate(sources)]
+    stores = [i for i, s in enumerate(sources) if not (s.is_dask or isinstance(s.array, np.ndarray))]
+    lazies = [s.lazy(cy, cx) if i not in stores else None for i, s in enumerate(sources)]
+    if len(stores) > 1:  # zarr stores: read side by side (decoding releases the GIL)
+        done = _store_pool().map(lambda i: np.asarray(sources[i].lazy(cy, cx)), stores)
+        for i, arr in zip(stores, done, strict=True):
+            lazies[i] = arr
     else:
-        lazies = [s.lazy(cy, cx) for s in sources]
+        for i in stores:
+            lazies[i] = sources[i].lazy(cy, cx)
     dask_at = [i for i, s in enumerate(sources) if s.is_dask]
     if dask_at:
         import dask
@@ -94,14 +98,16 @@ def read_region(
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _store_pool() -> ThreadPoolExecutor:
     """Threads reading several stores at once (shared; a few, they mostly wait on zarr)."""
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hrs-store-read")
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hrs-store-read")
+        return _POOL
 
 
 def _signed_labels(lab: np.ndarray) -> np.ndarray:
@@ -146,14 +152,19 @@ def _tile_boxes(t: np.ndarray, oy: int, ox: int) -> tuple[np.ndarray, int]:
     hi = int(t.max()) if t.size else 0
     if hi == 0:
         return np.zeros((0, 5), np.int64), 0
+    # boxes are kept per id of first..hi (16 bytes each): find `first` when the ids run high
+    first = int(np.min(t, where=t > 0, initial=hi)) if hi > 1 << 22 else 1
     ids_map = None
-    if hi > max(1 << 22, 4 * t.size):  # sparse huge ids: compact them first
+    if hi - first > max(1 << 22, 4 * t.size):  # sparse huge ids: compact them first
         ids_map, inv = np.unique(t, return_inverse=True)
         t = inv.reshape(t.shape).astype(np.int64)
         if ids_map[0] != 0:
             ids_map = np.concatenate([[0], ids_map])
             t += 1
-    arr = _kernels.tile_boxes(t, hi if ids_map is None else int(t.max()))
+        first, top = 1, int(t.max())
+    else:
+        top = hi
+    arr = _kernels.tile_boxes(t, first, top)
     if ids_map is not None:
         arr[:, 0] = ids_map[arr[:, 0]]
     arr[:, 1:3] += oy

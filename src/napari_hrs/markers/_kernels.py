@@ -1,15 +1,17 @@
 """Compiled (numba) per-cell kernels for :mod:`napari_hrs.markers.quantify`.
 
 One region (a (H, W) labels array padded with -1 outside the image, and its channels) holds the
-crops of many cells; each crop is the cell's bounding box plus the ring radius. Two kernels:
+crops of many cells; each crop is the cell's bounding box plus the ring radius. Two kernels
+measure them:
 
 - :func:`cell_geometry` scans each crop once: the cell's pixels (area, sums of rows and
   columns, their flat offsets in the region) as runs per row, then its background ring, the
   pixels whose Euclidean distance ``d`` to the cell satisfies ``gap < d <= gap + width`` and
   whose label is 0. ``d <= r`` holds exactly when some cell pixel lies within the disk of
-  radius ``r``: row ``y`` of the ring is covered by the runs of rows ``y + dy`` widened by
-  ``isqrt(r**2 - dy**2)``, counted with a difference array per row, so the cost is per run
-  and per pixel of the crop, not per disk offset.
+  radius ``r``: row ``y`` is covered by the runs of rows ``y + dy`` widened by
+  ``isqrt(r**2 - dy**2)``. For row-convex cells (one run per row, 8-connected rows: nearly
+  all) that union is one interval per row; otherwise it is counted with difference arrays.
+  The cost is per run and per ring pixel, not per disk offset.
 - :func:`channel_stats` gathers one channel's values through those offsets and gives, per
   cell, the sum, median (numpy's: mean of the two middle values), and the ring's median, mean
   and standard deviation (``ddof=0``; exact integer arithmetic for <= 16-bit integers, two
@@ -17,10 +19,11 @@ crops of many cells; each crop is the cell's bounding box plus the ring radius. 
 
 The ring is that of the docs (docs/markers.md): the background pixels within ``gap + width``
 pixels but farther than ``gap`` from the cell; rings of neighbouring cells may share pixels.
-The tests check both kernels against a naive per-cell Euclidean distance transform and numpy. Kernels release the
-GIL and are compiled on first use (~7 s on the 2-core reference machine for uint16 channels
-and int32 labels; other dtypes compile their own versions), then cached on disk by numba beside
-this file (or in ``NUMBA_CACHE_DIR``), which later processes load in well under a second.
+The tests check the kernels against a naive per-cell Euclidean distance transform and numpy.
+Kernels release the GIL and are compiled on first use (~7 s on the 2-core reference machine
+for uint16 channels and int32 labels; other dtypes compile their own versions), then cached on
+disk by numba beside this file (or in ``NUMBA_CACHE_DIR``), which later processes load in well
+under a second. :func:`tile_boxes` (label bounding boxes, the first pass) is compiled too.
 """
 
 from __future__ import annotations

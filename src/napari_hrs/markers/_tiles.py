@@ -67,12 +67,15 @@ def read_region(
     """Read ``region`` of every source as numpy, padding what lies outside the image.
 
     ``pads[0]`` fills the first source (the labels: -1, after casting unsigned labels to a signed
-    type when ``signed``), ``pads[1]`` the others. Dask sources are computed together (threaded decompression).
+    type when ``signed``), ``pads[1]`` the others. Dask sources are computed together (threaded
+    decompression); several store readers (zarr) are read side by side on threads.
     """
     ys, xs = region
     cy = slice(max(ys.start, 0), min(ys.stop, shape[0]))
     cx = slice(max(xs.start, 0), min(xs.stop, shape[1]))
-    stores = [i for i, s in enumerate(sources) if not (s.is_dask or isinstance(s.array, np.ndarray))]
+    stores = [
+        i for i, s in enumerate(sources) if not (s.is_dask or isinstance(s.array, np.ndarray))
+    ]
     lazies = [s.lazy(cy, cx) if i not in stores else None for i, s in enumerate(sources)]
     if len(stores) > 1:  # zarr stores: read side by side (decoding releases the GIL)
         done = _store_pool().map(lambda i: np.asarray(sources[i].lazy(cy, cx)), stores)

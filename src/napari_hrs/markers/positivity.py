@@ -13,9 +13,9 @@ Three ways to call a cell positive for a marker, on a table from
     which assumes classes of similar spread, cuts the linear values through the middle of the
     positives. On synthetic acquisitions with known truth, PNA calls were right for 60-97 % of
     cells on the linear scale and 97-100 % on the log scale (docs/markers.md).
-    ``otsu_scale="linear"`` gives the classic split. Needs both populations in the image; with a single population it
-    still splits it in two, so prefer ``"background_sd"`` on images where (nearly) all or no cells
-    are expected positive.
+    ``otsu_scale="linear"`` gives the classic split. Needs both populations in the image; with
+    a single population it still splits it in two, so prefer ``"background_sd"`` on images where
+    (nearly) all or no cells are expected positive.
 ``"background_sd"``
     Per cell: positive when its mean exceeds its own ring background by more than ``k`` ring SDs
     (``mean - background > k * background_sd``). The returned threshold is ``k``.

@@ -62,6 +62,30 @@ def test_otsu_on_the_log_scale_splits_skewed_positives():
         call_positive(t, "PRM1", "otsu", otsu_scale="sqrt")
 
 
+def test_log_otsu_ignores_a_few_very_bright_objects():
+    rng = np.random.default_rng(2)
+    neg = rng.normal(0, 4, 60)
+    pos = np.exp(rng.normal(np.log(120), 0.5, 140))
+    truth = np.r_[np.zeros(60, bool), np.ones(143, bool)]
+    t = _table(np.r_[neg, pos, [60000.0, 55000.0, 70000.0]])  # debris: 1.5 % of the cells
+    calls, _ = call_positive(t, "PRM1", "otsu")
+    assert (calls.to_numpy() == truth).mean() >= 0.97
+    lin, _ = call_positive(t, "PRM1", "otsu", otsu_scale="linear")
+    assert (lin.to_numpy() == truth).mean() < 0.5  # the classic split isolates the debris
+
+
+def test_rare_positives_are_the_linear_scales_case():
+    """The documented trade-off: with 1 % positives the log split cuts through the negatives,
+    the linear split finds the positives."""
+    rng = np.random.default_rng(3)
+    t = _table(np.r_[rng.normal(0, 4, 300), [150.0, 160.0, 170.0]])
+    log_calls, _ = call_positive(t, "PRM1", "otsu")
+    lin, _ = call_positive(t, "PRM1", "otsu", otsu_scale="linear")
+    truth = np.r_[np.zeros(300, bool), np.ones(3, bool)]
+    assert lin.to_numpy()[-3:].all() and (lin.to_numpy() == truth).mean() >= 0.99
+    assert (log_calls.to_numpy() == truth).mean() < 0.9  # documented failure mode of the default
+
+
 @pytest.mark.parametrize(
     ("values", "expected_thr"), [([5.0, 5.0, 5.0], 5.0), ([], np.nan), ([np.nan, 3.0], 3.0)]
 )

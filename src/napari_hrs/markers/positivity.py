@@ -7,13 +7,18 @@ Three ways to call a cell positive for a marker, on a table from
     Otsu's threshold on the per-cell values of ``{marker}_{measure}`` (default the
     background-subtracted mean), placed midway between the brightest negative and the dimmest
     positive cell (the split is Otsu's). By default the split is found on a log scale
-    (``otsu_scale="log"``: ``log(v - min + (max - min) / 100)``, two decades, the same for any
-    intensity unit): marker-negative cells sit in a tight cluster near zero while positives
+    (``otsu_scale="log"``: ``log(v - min + span / 100)``, two decades, the same for any
+    intensity unit, values above a fence far beyond the 98th percentile clipped so that a few
+    very bright objects cannot become a class of their own): marker-negative cells sit in a tight cluster near zero while positives
     spread multiplicatively over a decade (staining and expression vary by factors), and Otsu,
     which assumes classes of similar spread, cuts the linear values through the middle of the
     positives. On synthetic acquisitions with known truth, PNA calls were right for 60-97 % of
     cells on the linear scale and 97-100 % on the log scale (docs/markers.md).
-    ``otsu_scale="linear"`` gives the classic split. Needs both populations in the image; with
+    ``otsu_scale="linear"`` gives the classic split, which is the better one when positives
+    are rare: below ~3 % of the cells the log split stretches the negatives' noise and cuts
+    through them (in simulations: 1.5 % positives, 28 % of calls right on the log scale, 99.6 %
+    on the linear one; the linear split in turn calls a few bright debris the only positives).
+    Needs both populations in the image; with
     a single population it still splits it in two, so prefer ``"background_sd"`` on images where
     (nearly) all or no cells are expected positive.
 ``"background_sd"``
@@ -103,7 +108,7 @@ def call_positive(
         Per-marker measurement thresholded by ``"otsu"`` / ``"manual"`` (``mean_bgsub``,
         ``mean``, ``median``, ``sbr``, ``integrated_bgsub``...).
     otsu_scale : {"log", "linear"}
-        Where ``"otsu"`` looks for its split: on ``log(v - min + (max - min) / 100)`` (default)
+        Where ``"otsu"`` looks for its split: on a log scale (default; see the module docstring)
         or on the values. The threshold returned is in raw units either way.
 
     Returns
@@ -152,17 +157,28 @@ def _otsu(values: np.ndarray, marker: str, scale: str = "log") -> float:
         return float(distinct[0]) if len(distinct) else float("nan")
     from skimage.filters import threshold_otsu
 
-    if scale == "log":  # two decades above the smallest value, whatever the unit
-        lo, span = float(distinct[0]), float(distinct[-1] - distinct[0])
-        scaled = np.log(finite - lo + span / 100.0)
+    if scale == "log":
+        scaled = _log_scale(finite)
     else:
         scaled = finite
     t = float(threshold_otsu(scaled))
     below, above = finite[scaled <= t], finite[scaled > t]
-    if not len(below) or not len(above):  # (cannot happen with >= 2 distinct values)
-        return float(np.exp(t) + lo - span / 100.0) if scale == "log" else t
+    if not len(below) or not len(above):  # pragma: no cover - not with >= 2 distinct values
+        return float(np.median(finite))
     # same split, but the threshold midway across the gap between the two classes
     return float((below.max() + above.min()) / 2.0)
+
+
+def _log_scale(values: np.ndarray) -> np.ndarray:
+    """``log(v - min + span / 100)``: two decades above the smallest value whatever the unit,
+    with ``span`` up to a fence, ``p98 + 3 (p98 - p50)``, above which values are clipped, so a
+    few very bright objects (debris, clumps) cannot become Otsu's second class."""
+    lo = float(values.min())
+    p50, p98 = np.percentile(values, [50, 98])
+    hi = min(float(values.max()), float(p98 + 3.0 * (p98 - p50)))
+    if hi <= lo:
+        hi = float(values.max())
+    return np.log(np.clip(values, lo, hi) - lo + (hi - lo) / 100.0)
 
 
 def categorize(prm1: pd.Series | np.ndarray, pna: pd.Series | np.ndarray) -> pd.Categorical:

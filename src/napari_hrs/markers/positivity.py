@@ -16,8 +16,9 @@ Three ways to call a cell positive for a marker, on a table from
     cells on the linear scale and 97-100 % on the log scale (docs/markers.md).
     ``otsu_scale="linear"`` gives the classic split, which is the better one when positives
     are rare: below ~3 % of the cells the log split stretches the negatives' noise and cuts
-    through them (in simulations: 1.5 % positives, 28 % of calls right on the log scale, 99.6 %
-    on the linear one; the linear split in turn calls a few bright debris the only positives).
+    through them (bench/bench_otsu_scales.py: 1.5 % positives, 23 % of calls right on the log
+    scale, 99.7 % on the linear one; the linear split in turn calls a few bright debris the only
+    positives: 17 % right vs 95 %).
     Needs both populations in the image; with
     a single population it still splits it in two, so prefer ``"background_sd"`` on images where
     (nearly) all or no cells are expected positive.

@@ -16,7 +16,6 @@ import argparse
 import sys
 
 import numpy as np
-import pandas as pd
 
 
 def true_cell_under(det: np.ndarray, truth: np.ndarray) -> dict[int, int]:
@@ -68,5 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    pd.set_option("display.width", 120)
     sys.exit(main())

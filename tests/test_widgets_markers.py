@@ -56,11 +56,24 @@ def test_quantify_call_colour_and_summary(viewer, qtbot, monkeypatch):
 
     # a new method re-calls at once, without measuring again
     monkeypatch.setattr(markers, "quantify", lambda *a, **k: pytest.fail("quantified again"))
+    w.otsu_scale.value = "linear"
+    lin = markers.call_markers(ref, "otsu", otsu_scale="linear")
+    np.testing.assert_array_equal(
+        cells.features.set_index("index").loc[ref["label_id"], "PNA_positive"], lin["PNA_positive"]
+    )
+    assert cells.metadata["hrs_markers"]["thresholds"]["PNA"]["otsu_scale"] == "linear"
     w.method.value = "manual"
+    assert not w.otsu_scale.visible
     w.thr_prm1.value = w.thr_pna.value = 1e6
     assert not cells.features["PRM1_positive"].any()
     assert set(cells.features["category"]) == {"neither"}
     assert cells.metadata["hrs_markers"]["summary"]["fraction_marker_positive"] == 0.0
+
+
+def test_widget_offers_the_core_otsu_scales():
+    from napari_hrs._widgets import _markers
+
+    assert _markers.OTSU_SCALES == markers.OTSU_SCALES
 
 
 def test_scatter_plot_linked_both_ways(viewer, qtbot):

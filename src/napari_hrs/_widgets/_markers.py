@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     import napari
 
 METHODS = ("otsu", "background_sd", "manual")
+#: napari_hrs.markers.OTSU_SCALES, repeated so that loading the widget does not import the
+#: markers package (numba) before it is used; a test checks that the two agree
+OTSU_SCALES = ("log", "linear")
 MARKERS_KEY = "hrs_markers"
 
 
@@ -62,6 +65,9 @@ class MarkersWidget(Container):
         self.ring_width = SpinBox(label="ring width (px)", value=6, min=1, max=100)
         self.quantify_button = PushButton(text="Quantify")
         self.method = ComboBox(label="positivity", choices=METHODS, value="otsu")
+        self.otsu_scale = ComboBox(label="Otsu scale", choices=OTSU_SCALES, value="log",
+                                   tooltip="log: the default; linear when positives are rare "
+                                   "(under ~3 % of the cells)")  # fmt: skip
         self.k = FloatSpinBox(label="k (ring SDs)", value=3.0, min=0.0, max=100.0, step=0.5,
                               visible=False)  # fmt: skip
         self.thr_prm1 = FloatSpinBox(label="PRM1 threshold", value=0.0, min=-1e12, max=1e12,
@@ -73,7 +79,7 @@ class MarkersWidget(Container):
         self.extend([self.prm1, self.pna, self.cells, self.ring_gap, self.ring_width,
                      self.quantify_button])  # fmt: skip
         self.job = Job(self)
-        self.extend([self.method, self.k, self.thr_prm1, self.thr_pna, self.summary,
+        self.extend([self.method, self.otsu_scale, self.k, self.thr_prm1, self.thr_pna, self.summary,
                      self.scatter_button])  # fmt: skip
         self.summary.native.setStyleSheet("font-family: monospace")
         self.table: Any = None  # the last quantification (one row per label id)
@@ -81,7 +87,7 @@ class MarkersWidget(Container):
         self.scatter: Any = None
         self.quantify_button.changed.connect(self.run)
         self.method.changed.connect(self._method_changed)
-        for w in (self.k, self.thr_prm1, self.thr_pna):
+        for w in (self.otsu_scale, self.k, self.thr_prm1, self.thr_pna):
             w.changed.connect(lambda _v: self.call())
         self.scatter_button.changed.connect(self.show_scatter)
         follow_layers(viewer, self)
@@ -91,6 +97,7 @@ class MarkersWidget(Container):
         self.cells.value = find_layer(viewer, Labels)
 
     def _method_changed(self, method: str) -> None:
+        self.otsu_scale.visible = method == "otsu"
         self.k.visible = method == "background_sd"
         self.thr_prm1.visible = self.thr_pna.visible = method == "manual"
         self.call()
@@ -160,7 +167,8 @@ class MarkersWidget(Container):
         try:
             called = call_markers(self.table, method, k=float(self.k.value),
                                   thresholds={"PRM1": self.thr_prm1.value,
-                                              "PNA": self.thr_pna.value})  # fmt: skip
+                                              "PNA": self.thr_pna.value},
+                                  otsu_scale=self.otsu_scale.value)  # fmt: skip
         except Exception as exc:
             notify_error(exc)
             return None

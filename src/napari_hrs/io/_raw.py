@@ -107,10 +107,7 @@ class _PlaneView:
     @property
     def chunks(self) -> tuple[int, ...]:
         """Stored chunk sizes along the output axes."""
-        stored = getattr(self.array, "chunks", None) or self.array.shape
-        if isinstance(stored[0], tuple):
-            stored = tuple(c[0] for c in stored)
-        sizes = dict(zip(self.axes, (int(c) for c in stored), strict=True))
+        sizes = _stored_chunks(self.array, self.axes)
         return tuple(sizes.get(a, 1) for a in self.out)
 
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
@@ -122,12 +119,17 @@ class _PlaneView:
         return out[np.newaxis] if len(kept) < self.ndim else out
 
 
-def _chunks(array: Any, axes: str) -> tuple[int, int]:
-    """Dask chunks ``(cy, cx)`` following the stored chunks (grown when tiny)."""
+def _stored_chunks(array: Any, axes: str) -> dict[str, int]:
+    """Axis letter -> stored chunk size (the whole axis when unchunked)."""
     stored = getattr(array, "chunks", None) or array.shape
     if isinstance(stored[0], tuple):  # a dask array: regular chunks -> first block size
         stored = tuple(c[0] for c in stored)
-    sizes = dict(zip(axes, stored, strict=True))
+    return dict(zip(axes, (int(c) for c in stored), strict=True))
+
+
+def _chunks(array: Any, axes: str) -> tuple[int, int]:
+    """Dask chunks ``(cy, cx)`` following the stored chunks (grown when tiny)."""
+    sizes = _stored_chunks(array, axes)
     full = dict(zip(axes, array.shape, strict=True))
     out = []
     for a in "yx":

@@ -299,6 +299,16 @@ def _rank_in_bins(hist, k):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=_CACHE, nogil=True)
+def _low_byte_hist(values, shift, high, hist):  # pragma: no cover - compiled
+    """``hist``: counts of the low bytes of the values (``+ shift``) whose high byte is ``high``."""
+    hist[:] = 0
+    for i in range(values.size):
+        u = np.int64(values[i]) + shift
+        if (u >> 8) == high:
+            hist[u & 255] += 1
+
+
+@numba.njit(cache=_CACHE, nogil=True)
 def _median_16bit(values, shift, hist_hi, hist_lo):  # pragma: no cover - compiled
     """numpy's median of <= 16-bit integers (``values + shift`` in ``0..65535``) by radix
     selection: a histogram of the high bytes, then one of the low bytes of the values in the
@@ -309,22 +319,12 @@ def _median_16bit(values, shift, hist_hi, hist_lo):  # pragma: no cover - compil
         hist_hi[(np.int64(values[i]) + shift) >> 8] += 1
     h1, r1 = _rank_in_bins(hist_hi, (n - 1) // 2)
     h2, r2 = _rank_in_bins(hist_hi, n // 2)
-    hist_lo[:] = 0
-    for i in range(n):
-        u = np.int64(values[i]) + shift
-        if (u >> 8) == h1:
-            hist_lo[u & 255] += 1
+    _low_byte_hist(values, shift, h1, hist_lo)
     lo1, _ = _rank_in_bins(hist_lo, r1)
     v1 = h1 * 256 + lo1 - shift
-    if h2 == h1:
-        lo2, _ = _rank_in_bins(hist_lo, r2)
-    else:  # the upper middle value is the smallest of the next non-empty high bin
-        hist_lo[:] = 0
-        for i in range(n):
-            u = np.int64(values[i]) + shift
-            if (u >> 8) == h2:
-                hist_lo[u & 255] += 1
-        lo2, _ = _rank_in_bins(hist_lo, r2)
+    if h2 != h1:  # the upper middle value is the smallest of the next non-empty high bin
+        _low_byte_hist(values, shift, h2, hist_lo)
+    lo2, _ = _rank_in_bins(hist_lo, r2)
     v2 = h2 * 256 + lo2 - shift
     return (np.float64(v1) + np.float64(v2)) / 2.0
 

@@ -78,7 +78,7 @@ def read_region(
     ]
     lazies = [s.lazy(cy, cx) if i not in stores else None for i, s in enumerate(sources)]
     if len(stores) > 1:  # zarr stores: read side by side (decoding releases the GIL)
-        done = _store_pool().map(lambda i: np.asarray(sources[i].lazy(cy, cx)), stores)
+        done = worker_pool().map(lambda i: np.asarray(sources[i].lazy(cy, cx)), stores)
         for i, arr in zip(stores, done, strict=True):
             lazies[i] = arr
     else:
@@ -104,12 +104,14 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def _store_pool() -> ThreadPoolExecutor:
-    """Threads reading several stores at once (shared; a few, they mostly wait on zarr)."""
+def worker_pool() -> ThreadPoolExecutor:
+    """The threads of marker quantification (shared, created on first use): reading several
+    stores of a tile side by side, measuring bands of a region's cells side by side. Their
+    tasks never wait on each other."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hrs-store-read")
+            _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hrs-markers")
         return _POOL
 
 

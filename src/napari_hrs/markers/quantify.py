@@ -25,11 +25,11 @@ assembled on a thread while the current one is measured.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -249,8 +249,6 @@ def _check_ring(ring_px: Sequence[int]) -> tuple[int, int]:
 
 #: below this many cells a region is measured on one thread
 _MIN_CELLS_PER_THREAD = 256
-_MEASURE_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
 _SCRATCH = threading.local()
 #: offsets buffers up to this many bytes are kept per thread between regions
 _SCRATCH_KEEP_BYTES = 64 * 2**20
@@ -287,18 +285,12 @@ def _measure_region(
     into bands measured side by side (the kernels release the GIL; each cell's numbers do not
     depend on the cut).
     """
-    global _MEASURE_POOL
     cells = plan.cells[np.lexsort((boxes.x0[plan.cells], boxes.y0[plan.cells]))]
+    measure = functools.partial(_measure_cells, lab, chans, names, plan, boxes, gap, width)
     k = max(1, min(int(threads), len(cells) // _MIN_CELLS_PER_THREAD))
     if k == 1:
-        return _measure_cells(lab, chans, names, plan, boxes, gap, width, cells)
-    with _POOL_LOCK:
-        if _MEASURE_POOL is None:
-            _MEASURE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hrs-measure")
-    parts = list(_MEASURE_POOL.map(
-        lambda c: _measure_cells(lab, chans, names, plan, boxes, gap, width, c),
-        np.array_split(cells, k),
-    ))  # fmt: skip
+        return measure(cells)
+    parts = list(_tiles.worker_pool().map(measure, np.array_split(cells, k)))
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 

@@ -187,6 +187,45 @@ def test_label_dtypes_and_huge_ids(dtype, offset):
     pd.testing.assert_frame_equal(got[cols], ref[cols], check_exact=True)
 
 
+@pytest.mark.parametrize("top", [255, 256, 65535, 65536, 2**32 - 1, 2**32])
+def test_streamed_label_type_boundaries(top):
+    """Streamed regions keep labels in the narrowest type holding the ids: a cell on the image
+    edge (next to the padding) with an id on either side of a type change is measured alike."""
+    lab = disk_scene((60, 80), 12, seed=4)
+    ch = np.random.default_rng(0).integers(0, 999, lab.shape).astype(np.uint16)
+    ref = quantify({"c": ch}, lab)
+    big = lab.astype(np.int64)
+    edge = big[0][big[0] > 0][0]  # a cell on the image's edge, where the padding is
+    big[big == edge] = top
+    big[lab == top] = edge
+    got = quantify({"c": ch}, big, tile=32)
+    assert top in set(got["label_id"])
+    back = {top: edge, edge: top}  # undo the swap, compare cell by cell
+    got["label_id"] = [back.get(int(i), int(i)) for i in got["label_id"]]
+    got = got.sort_values("label_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got, ref, check_exact=True)
+
+
+def test_channels_of_different_types_are_measured_as_each_alone():
+    """Channels of one dtype are measured in one kernel call; mixed dtypes in groups: each
+    channel's numbers equal those of quantifying it alone."""
+    lab = disk_scene((70, 90), 15, seed=8)
+    rng = np.random.default_rng(1)
+    chans = {
+        "a": rng.integers(0, 4000, lab.shape).astype(np.uint16),
+        "b": rng.normal(100, 20, lab.shape).astype(np.float32),
+        "c": rng.integers(0, 4000, lab.shape).astype(np.uint16),
+        "d": rng.integers(0, 2, lab.shape).astype(bool),
+    }
+    both = quantify(chans, lab, tile=32)
+    for name, ch in chans.items():
+        alone = quantify({name: ch}, lab, tile=32)
+        cols = [c for c in alone.columns if c.startswith(f"{name}_")]
+        pd.testing.assert_frame_equal(both[cols], alone[cols], check_exact=True)
+    same = quantify({"a": chans["a"], "c": chans["c"]}, lab, tile=32)  # one (C, H, W) stack
+    pd.testing.assert_frame_equal(same, both[same.columns], check_exact=True)
+
+
 def test_no_cells_gives_an_empty_table_with_all_columns():
     t = quantify({"PRM1": np.zeros((20, 20), np.uint16)}, np.zeros((20, 20), np.int32))
     assert len(t) == 0

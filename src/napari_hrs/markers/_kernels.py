@@ -53,7 +53,7 @@ def _cache_ok() -> bool:
 
 _CACHE = _cache_ok()
 
-__all__ = ["cell_geometry", "channel_stats", "disk_half_widths", "tile_boxes"]
+__all__ = ["channel_stats", "disk_half_widths", "measure_cells", "tile_boxes"]
 
 
 def tile_boxes(tile: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -112,23 +112,26 @@ def disk_half_widths(gap: int, outer: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=_CACHE, nogil=True)
-def cell_geometry(  # noqa: PLR0913
-    lab, ids, by, bx, bh, bw, k_outer, k_gap, seg_start, cell_off, ring_off, area, sy, sx, ring_n
-):  # pragma: no cover - compiled
-    """Pixels and ring of each cell ``i``, whose bounding box is rows ``by[i]:by[i] + bh[i]``,
-    columns ``bx[i]:bx[i] + bw[i]`` of the region ``lab`` (at least ``outer`` pixels from its
-    edges).
+def measure_cells(  # noqa: PLR0913
+    lab, chans, ids, by, bx, bh, bw, k_outer, k_gap, shift, is_int,
+    area, sy, sx, ring_n, total, median, bg_median, bg_mean, bg_sd,
+):  # pragma: no cover - compiled  # fmt: skip
+    """Pixels, ring and channel statistics of each cell ``i``, whose bounding box is rows
+    ``by[i]:by[i] + bh[i]``, columns ``bx[i]:bx[i] + bw[i]`` of the (H, W) region ``lab`` (at
+    least ``outer`` pixels from its edges); ``chans`` is (C, H, W), the region's channels.
 
     ``k_outer[j + outer]`` / ``k_gap[j + outer]`` are the half-widths of the outer / gap disks
     on row offset ``j`` (-1 where the gap disk does not reach; :func:`disk_half_widths`).
     Fills ``area``, ``sy`` / ``sx`` (sums of the cell's row / column indices, relative to the
-    box's top-left corner minus ``outer``), ``ring_n``, and the flat offsets (into
-    ``lab.ravel()``, raster order) of the cell's pixels at ``cell_off[seg_start[i]:]`` and of
-    its ring at ``ring_off[seg_start[i]:]`` (segments of at least ``(bh + 2 outer) * (bw + 2
-    outer)`` entries).
+    box's top-left corner minus ``outer``), ``ring_n``, and per channel ``c`` the (C, N) rows
+    ``total[c]``... as :func:`channel_stats` does (``shift`` / ``is_int`` as there). Each cell
+    is measured whole (pixels, ring, every channel) before the next: its offsets stay in a
+    crop-sized buffer and the rows it touches stay in cache.
     """
     width = lab.shape[1]
     flat = lab.ravel()
+    vals = chans.ravel()
+    plane = lab.size
     outer = (k_outer.size - 1) // 2
     max_h = 0
     max_w = 0
@@ -140,55 +143,82 @@ def cell_geometry(  # noqa: PLR0913
     run_b = np.empty_like(run_a)
     diff_o = np.zeros(max_w + 1, np.int64)
     diff_g = np.zeros(max_w + 1, np.int64)
+    cell_off = np.empty(max_h * max_w, np.int64)
+    ring_off = np.empty(max_h * max_w, np.int64)
+    buf = np.empty(max_h * max_w, vals.dtype)
+    hist4 = np.zeros((4, 256), np.int64)
+    hist_lo = np.zeros(512, np.int64)
     for i in range(ids.size):
-        cid = ids[i]
-        h = bh[i] + 2 * outer  # the crop: box + outer on every side
-        w = bw[i] + 2 * outer
-        base = (by[i] - outer) * width + bx[i] - outer
-        pos = seg_start[i]
-        # the cell: runs of `cid` on the box's rows (crop coordinates)
-        n_runs = 0
-        a_px = 0
-        s_y = 0
-        s_x = 0
-        for y in range(h):
-            row_ptr[y] = n_runs
-            if y < outer or y >= outer + bh[i]:
-                continue
-            off = base + y * width
-            inside = False
-            x0 = 0
-            for x in range(outer, outer + bw[i] + 1):
-                hit = x < outer + bw[i] and flat[off + x] == cid
-                if hit:
-                    cell_off[pos + a_px] = off + x
-                    a_px += 1
-                    if not inside:
-                        inside = True
-                        x0 = x
-                elif inside:
-                    inside = False
-                    run_a[n_runs] = x0
-                    run_b[n_runs] = x
-                    n_runs += 1
-                    n = x - x0
-                    s_y += y * n
-                    s_x += (x0 + x - 1) * n // 2
-        row_ptr[h] = n_runs
+        a_px, s_y, s_x, r_px = _cell_pixels(
+            flat, width, ids[i], by[i], bx[i], bh[i], bw[i], k_outer, k_gap, row_ptr, run_a,
+            run_b, diff_o, diff_g, cell_off, ring_off,
+        )  # fmt: skip
         area[i] = a_px
         sy[i] = s_y
         sx[i] = s_x
-        # the ring: covered by the outer disk, not by the gap disk, label 0
-        if _row_convex(row_ptr, run_a, run_b, outer, bh[i]):
-            r_px = _ring_convex(
-                flat, base, width, h, row_ptr, run_a, run_b, k_outer, k_gap, ring_off, pos
-            )  # fmt: skip
-        else:
-            r_px = _ring_general(
-                flat, base, width, h, w, row_ptr, run_a, run_b, k_outer, k_gap, diff_o, diff_g,
-                ring_off, pos,
-            )  # fmt: skip
         ring_n[i] = r_px
+        for c in range(chans.shape[0]):
+            base = c * plane
+            total[c, i], _, median[c, i], _ = _segment_stats(
+                vals, base, cell_off, 0, a_px, shift, is_int, False, buf, hist4, hist_lo
+            )  # fmt: skip
+            _, bg_mean[c, i], bg_median[c, i], bg_sd[c, i] = _segment_stats(
+                vals, base, ring_off, 0, r_px, shift, is_int, True, buf, hist4, hist_lo
+            )  # fmt: skip
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _cell_pixels(
+    flat, width, cid, by, bx, bh, bw, k_outer, k_gap, row_ptr, run_a, run_b, diff_o, diff_g,
+    cell_off, ring_off,
+):  # pragma: no cover - compiled  # fmt: skip
+    """One cell of :func:`measure_cells`: the flat offsets (into the region, raster order) of
+    its pixels into ``cell_off`` and of its ring into ``ring_off``; returns the area, the sums
+    of its crop row / column indices, and the ring's size."""
+    outer = (k_outer.size - 1) // 2
+    h = bh + 2 * outer  # the crop: box + outer on every side
+    w = bw + 2 * outer
+    base = (by - outer) * width + bx - outer
+    # the cell: runs of `cid` on the box's rows (crop coordinates)
+    n_runs = 0
+    a_px = 0
+    s_y = 0
+    s_x = 0
+    for y in range(h):
+        row_ptr[y] = n_runs
+        if y < outer or y >= outer + bh:
+            continue
+        off = base + y * width
+        inside = False
+        x0 = 0
+        for x in range(outer, outer + bw + 1):
+            hit = x < outer + bw and flat[off + x] == cid
+            if hit:
+                cell_off[a_px] = off + x
+                a_px += 1
+                if not inside:
+                    inside = True
+                    x0 = x
+            elif inside:
+                inside = False
+                run_a[n_runs] = x0
+                run_b[n_runs] = x
+                n_runs += 1
+                n = x - x0
+                s_y += y * n
+                s_x += (x0 + x - 1) * n // 2
+    row_ptr[h] = n_runs
+    # the ring: covered by the outer disk, not by the gap disk, label 0
+    if _row_convex(row_ptr, run_a, run_b, outer, bh):
+        r_px = _ring_convex(
+            flat, base, width, h, row_ptr, run_a, run_b, k_outer, k_gap, ring_off, 0
+        )  # fmt: skip
+    else:
+        r_px = _ring_general(
+            flat, base, width, h, w, row_ptr, run_a, run_b, k_outer, k_gap, diff_o, diff_g,
+            ring_off, 0,
+        )  # fmt: skip
+    return a_px, s_y, s_x, r_px
 
 
 @numba.njit(cache=_CACHE, nogil=True)
@@ -288,45 +318,77 @@ def _ring_general(
 
 
 @numba.njit(cache=_CACHE, nogil=True)
-def _rank_in_bins(hist, k):  # pragma: no cover - compiled
-    """(bin, rank within the bin) of the ``k``-th smallest value (0-based) from a histogram."""
+def _gather16(flat, base, offs, pos, n, shift, buf, hist4):  # pragma: no cover - compiled
+    """Copy the ``n`` values at ``flat[base + offs[pos:pos + n]]`` into ``buf`` and count their
+    high bytes (of ``value + shift``) in four interleaved histograms (``hist4``, (4, 256), zero
+    on entry): runs of equal bytes then do not wait on each other's increment. Returns the sums
+    of ``value + shift`` and of its square, and the smallest and largest high byte."""
+    s1 = 0
+    s2 = 0
+    b_lo = 255
+    b_hi = 0
+    for k in range(n):
+        v = flat[base + offs[pos + k]]
+        buf[k] = v
+        u = np.int64(v) + shift
+        b = u >> 8
+        hist4[k & 3, b] += 1
+        s1 += u
+        s2 += u * u
+        b_lo = min(b_lo, b)
+        b_hi = max(b_hi, b)
+    return s1, s2, b_lo, b_hi
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _select16(buf, n, shift, hist4, b_lo, b_hi, hist_lo):  # pragma: no cover - compiled
+    """numpy's median of ``buf[:n]`` (<= 16-bit integers, ``value + shift`` in 0..65535) from
+    the high-byte histograms of :func:`_gather16` over bins ``b_lo..b_hi`` (cleared on return):
+    the bins of the two middle values, then one branch-free pass counting the low bytes of the
+    values in those bins (``hist_lo``, 512 entries: the lower middle value's bin, then the
+    upper one's)."""
+    k1 = (n - 1) // 2
+    k2 = n // 2
+    h1 = -1
+    h2 = -1
+    r1 = 0
+    r2 = 0
     c = 0
-    for b in range(hist.size):
-        if c + hist[b] > k:
-            return b, k - c
-        c += hist[b]
-    return hist.size - 1, 0
-
-
-@numba.njit(cache=_CACHE, nogil=True)
-def _low_byte_hist(values, shift, high, hist):  # pragma: no cover - compiled
-    """``hist``: counts of the low bytes of the values (``+ shift``) whose high byte is ``high``."""
-    hist[:] = 0
-    for i in range(values.size):
-        u = np.int64(values[i]) + shift
-        if (u >> 8) == high:
-            hist[u & 255] += 1
-
-
-@numba.njit(cache=_CACHE, nogil=True)
-def _median_16bit(values, shift, hist_hi, hist_lo):  # pragma: no cover - compiled
-    """numpy's median of <= 16-bit integers (``values + shift`` in ``0..65535``) by radix
-    selection: a histogram of the high bytes, then one of the low bytes of the values in the
-    bin(s) holding the two middle values; 2-3 passes over the values instead of a sort."""
-    n = values.size
-    hist_hi[:] = 0
-    for i in range(n):
-        hist_hi[(np.int64(values[i]) + shift) >> 8] += 1
-    h1, r1 = _rank_in_bins(hist_hi, (n - 1) // 2)
-    h2, r2 = _rank_in_bins(hist_hi, n // 2)
-    _low_byte_hist(values, shift, h1, hist_lo)
-    lo1, _ = _rank_in_bins(hist_lo, r1)
-    v1 = h1 * 256 + lo1 - shift
-    if h2 != h1:  # the upper middle value is the smallest of the next non-empty high bin
-        _low_byte_hist(values, shift, h2, hist_lo)
-    lo2, _ = _rank_in_bins(hist_lo, r2)
-    v2 = h2 * 256 + lo2 - shift
+    for b in range(b_lo, b_hi + 1):
+        cnt = hist4[0, b] + hist4[1, b] + hist4[2, b] + hist4[3, b]
+        hist4[0, b] = 0
+        hist4[1, b] = 0
+        hist4[2, b] = 0
+        hist4[3, b] = 0
+        if h1 < 0 and c + cnt > k1:
+            h1 = b
+            r1 = k1 - c
+        if h2 < 0 and c + cnt > k2:
+            h2 = b
+            r2 = k2 - c
+        c += cnt
+    hist_lo[:] = 0
+    for k in range(n):  # adds 0 for the other values: no one counter that every value hits
+        u = np.int64(buf[k]) + shift
+        b = u >> 8
+        hist_lo[(u & 255) + (256 if b == h2 and b != h1 else 0)] += (b == h1) | (b == h2)
+    v1 = h1 * 256 + _rank_index(hist_lo, 0, r1) - shift
+    if h2 == h1:
+        v2 = h1 * 256 + _rank_index(hist_lo, 0, r2) - shift
+    else:
+        v2 = h2 * 256 + _rank_index(hist_lo, 256, r2) - shift
     return (np.float64(v1) + np.float64(v2)) / 2.0
+
+
+@numba.njit(cache=_CACHE, nogil=True, inline="always")
+def _rank_index(hist, at, r):  # pragma: no cover - compiled
+    """Index (from ``at``) of the bin holding the ``r``-th value (0-based) of ``hist[at:at+256]``."""
+    c = 0
+    for b in range(256):
+        c += hist[at + b]
+        if c > r:
+            return b
+    return 255
 
 
 @numba.njit(cache=_CACHE, nogil=True)
@@ -339,77 +401,91 @@ def _median(values, is_int):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=_CACHE, nogil=True)
+def _mean_sd(values, m):  # pragma: no cover - compiled
+    """Mean and SD (ddof=0) of ``values[:m]``, two passes in float64."""
+    s = 0.0
+    for k in range(m):
+        s += np.float64(values[k])
+    mean = s / m
+    d2 = 0.0
+    for k in range(m):
+        d = np.float64(values[k]) - mean
+        d2 += d * d
+    return mean, math.sqrt(d2 / m)
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _segment_stats(
+    flat, base, offs, pos, n, shift, is_int, want_sd, buf, hist4, hist_lo
+):  # pragma: no cover - compiled  # fmt: skip
+    """Sum, mean, median and SD (``ddof=0``; NaN unless ``want_sd``) of the ``n`` values at
+    ``flat[base + offs[pos:pos + n]]``; sum 0 and NaN for the rest when ``n == 0``.
+
+    ``shift >= 0``: <= 16-bit integers (``value + shift`` in 0..65535), one gathering pass and
+    one selection pass, exact integer sums and SD (up to 40,000 values). Otherwise integers
+    are summed exactly in int64 (``is_int``), floats in float64; numpy's median; the mean and
+    SD in float64.
+    """
+    nan = np.nan
+    if n == 0:
+        return 0.0, nan, nan, nan
+    if shift >= 0:
+        s1, s2, b_lo, b_hi = _gather16(flat, base, offs, pos, n, shift, buf, hist4)
+        med = _select16(buf, n, shift, hist4, b_lo, b_hi, hist_lo)
+        total = np.float64(s1 - n * shift)
+        if not want_sd:
+            return total, total / n, med, nan
+        if n <= 40_000:  # n * sum(u**2) - sum(u)**2 exactly in int64 (u < 2**16)
+            sd = math.sqrt((n * s2 - s1 * s1) / (np.float64(n) * n))
+            return total, (s1 - n * shift) / n, med, sd
+        mean, sd = _mean_sd(buf, n)
+        return total, mean, med, sd
+    if is_int:
+        acc_i = 0
+        for k in range(n):
+            v = flat[base + offs[pos + k]]
+            buf[k] = v
+            acc_i += np.int64(v)
+        total = np.float64(acc_i)
+    else:
+        acc_f = 0.0
+        for k in range(n):
+            v = flat[base + offs[pos + k]]
+            buf[k] = v
+            acc_f += np.float64(v)
+        total = acc_f
+    med = _median(buf[:n], is_int)
+    if not want_sd:
+        return total, total / n, med, nan
+    mean, sd = _mean_sd(buf, n)
+    return total, mean, med, sd
+
+
+@numba.njit(cache=_CACHE, nogil=True)
 def channel_stats(
     ch, seg_start, cell_off, area, ring_off, ring_n, shift, is_int,
     total, median, bg_median, bg_mean, bg_sd,
 ):  # pragma: no cover - compiled  # fmt: skip
-    """Per cell ``i``: ``total`` (sum of its pixels), ``median``, and over its ring
-    ``bg_median``, ``bg_mean``, ``bg_sd``; NaN where a cell has no ring (or no pixels).
+    """Per cell ``i``, through flat offsets into ``ch``: ``total`` (sum of the values at
+    ``cell_off[seg_start[i]:][:area[i]]``), their ``median``, and over the ring (``ring_off``,
+    ``ring_n``) ``bg_median``, ``bg_mean``, ``bg_sd``; NaN where a cell has no ring (or no
+    pixels). The statistics of :func:`measure_cells`, on given segments.
 
     ``shift >= 0`` marks <= 16-bit integers (``value + shift`` in 0..65535: radix-selected
-    medians, exact integer SD); ``is_int`` sums integers exactly in int64.
+    medians, exact integer sums and SD); ``is_int`` sums other integers exactly in int64.
     """
     flat = ch.ravel()
-    small = shift >= 0
     n_max = 1
     for i in range(area.size):
         n_max = max(n_max, area[i], ring_n[i])
     buf = np.empty(n_max, flat.dtype)
-    hist_hi = np.empty(256, np.int64)
-    hist_lo = np.empty(256, np.int64)
-    nan = np.nan
+    hist4 = np.zeros((4, 256), np.int64)
+    hist_lo = np.zeros(512, np.int64)
     for i in range(area.size):
         pos = seg_start[i]
-        n = area[i]
-        if is_int:
-            acc_i = 0
-            for k in range(n):
-                v = flat[cell_off[pos + k]]
-                buf[k] = v
-                acc_i += np.int64(v)
-            total[i] = np.float64(acc_i)
-        else:
-            acc_f = 0.0
-            for k in range(n):
-                v = flat[cell_off[pos + k]]
-                buf[k] = v
-                acc_f += np.float64(v)
-            total[i] = acc_f
-        if n == 0:
-            median[i] = nan
-        elif small:
-            median[i] = _median_16bit(buf[:n], shift, hist_hi, hist_lo)
-        else:
-            median[i] = _median(buf[:n], is_int)
-        m = ring_n[i]
-        if m == 0:
-            bg_median[i] = nan
-            bg_mean[i] = nan
-            bg_sd[i] = nan
-            continue
-        for k in range(m):
-            buf[k] = flat[ring_off[pos + k]]
-        if small and m <= 40_000:  # n * sum(v**2) - sum(v)**2 exactly in int64
-            s1 = 0
-            s2 = 0
-            for k in range(m):
-                v = np.int64(buf[k])
-                s1 += v
-                s2 += v * v
-            bg_mean[i] = s1 / m
-            bg_sd[i] = math.sqrt((m * s2 - s1 * s1) / (np.float64(m) * m))
-        else:
-            s = 0.0
-            for k in range(m):
-                s += np.float64(buf[k])
-            mean = s / m
-            d2 = 0.0
-            for k in range(m):
-                d = np.float64(buf[k]) - mean
-                d2 += d * d
-            bg_mean[i] = mean
-            bg_sd[i] = math.sqrt(d2 / m)
-        if small:
-            bg_median[i] = _median_16bit(buf[:m], shift, hist_hi, hist_lo)
-        else:
-            bg_median[i] = _median(buf[:m], is_int)
+        total[i], _, median[i], _ = _segment_stats(
+            flat, 0, cell_off, pos, area[i], shift, is_int, False, buf, hist4, hist_lo
+        )  # fmt: skip
+        _, bg_mean[i], bg_median[i], bg_sd[i] = _segment_stats(
+            flat, 0, ring_off, pos, ring_n[i], shift, is_int, True, buf, hist4, hist_lo
+        )  # fmt: skip

@@ -89,14 +89,21 @@ def plan_stream(
     )  # fmt: skip
 
 
+def region_shape(plan: StreamPlan) -> tuple[int, int]:
+    """(H, W) of the regions assembled for ``plan``'s tiles: band + tile + margin."""
+    return plan.hb + plan.ty + plan.extra, plan.wb + plan.tx + plan.extra
+
+
 class _Canvas:
     """The region buffers of one source (two, used in turn), and its band and strip."""
 
-    def __init__(self, plan: StreamPlan, width: int, dtype: np.dtype, pad: int) -> None:
+    def __init__(
+        self, plan: StreamPlan, width: int, dtype: np.dtype, pad: int, bufs: tuple = ()
+    ) -> None:
+        """``bufs``: the two region buffers when given (views into stacked channel buffers)."""
         self.plan, self.pad = plan, pad
         p = plan
-        shape = (p.hb + p.ty + p.extra, p.wb + p.tx + p.extra)
-        self.bufs = (np.empty(shape, dtype), np.empty(shape, dtype))
+        self.bufs = bufs or tuple(np.empty(region_shape(plan), dtype) for _ in range(2))
         band_w = p.wb + width + p.tx + p.extra
         self.band_prev = np.full((p.hb, band_w), pad, dtype)
         self.band_cur = np.full((p.hb, band_w), pad, dtype)
@@ -133,11 +140,20 @@ def stream_regions(
     timing: dict,
 ) -> Iterator[tuple[np.ndarray, list[np.ndarray], RegionPlan]]:
     """Yield ``(labels, channels, RegionPlan)`` for every tile owning cells, reading each tile
-    once (the next one is read on a thread while the current one is measured)."""
+    once (the next one is read on a thread while the current one is measured). ``channels`` is
+    one (C, H, W) array when the channels share a dtype, else a list of (H, W) arrays."""
     nty, ntx = plan.needed.shape
-    canvases = [_Canvas(plan, shape[1], label_dtype, -1)] + [
-        _Canvas(plan, shape[1], s.dtype, 0) for s in sources[1:]
-    ]
+    lab_pad = np.iinfo(label_dtype).max if label_dtype.kind == "u" else -1
+    canvases = [_Canvas(plan, shape[1], label_dtype, lab_pad)]
+    stacks = None
+    if len({s.dtype for s in sources[1:]}) == 1:  # channels of one type: one (C, H, W) region
+        dt, n = sources[1].dtype, len(sources) - 1
+        stacks = tuple(np.empty((n, *region_shape(plan)), dt) for _ in range(2))
+        canvases += [
+            _Canvas(plan, shape[1], dt, 0, bufs=(stacks[0][c], stacks[1][c])) for c in range(n)
+        ]
+    else:
+        canvases += [_Canvas(plan, shape[1], s.dtype, 0) for s in sources[1:]]
     order = [(i, j) for i in range(nty) for j in range(ntx) if plan.needed[i, j]]
     row = [0]
 
@@ -147,9 +163,9 @@ def stream_regions(
         ys = slice(i * plan.ty, min((i + 1) * plan.ty, shape[0]))
         xs = slice(j * plan.tx, min((j + 1) * plan.tx, shape[1]))
         t = time.perf_counter()
-        # tiles lie inside the image (no padding); the labels are cast to the canvas's signed
-        # type as they are copied in, so read_region need not cast them first
-        tiles = read_region(sources, (ys, xs), shape, pads=(-1, 0), signed=False)
+        # tiles lie inside the image (no padding); the labels are cast to the canvas's type as
+        # they are copied in, so read_region need not cast them first
+        tiles = read_region(sources, (ys, xs), shape, pads=(lab_pad, 0), signed=False)
         timing["channel_bytes"] += sum(a.nbytes for a in tiles[1:])
         while row[0] < i:
             for c in canvases:
@@ -173,7 +189,8 @@ def stream_regions(
             if cells is not None:
                 y0, x0 = i * plan.ty - plan.hb, j * plan.tx - plan.wb
                 region = (slice(y0, y0 + bufs[0].shape[0]), slice(x0, x0 + bufs[0].shape[1]))
-                yield bufs[0], bufs[1:], RegionPlan(region, cells)
+                chans = stacks[k % 2] if stacks is not None else bufs[1:]
+                yield bufs[0], chans, RegionPlan(region, cells)
             step()
     for _ in range(nty * ntx - len(order)):
         step()

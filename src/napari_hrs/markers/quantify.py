@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -147,7 +146,7 @@ def quantify(
     plan = _stream.plan_stream(boxes, shape, tiles, radius)
     big = _stream.fallback_plans(boxes, plan.fallback, max(tiles), radius, shape)
     state["total"] += len(big)
-    label_dtype = np.dtype(np.int64 if boxes.ids.max(initial=0) >= 2**31 else np.int32)
+    label_dtype = _canvas_label_dtype(int(boxes.ids.max(initial=0)))
     timing = {"read_s": 0.0, "wait_s": 0.0, "compute_s": 0.0, "channel_bytes": 0}
     sources = [lab_src, *srcs]
     regions = itertools.chain(
@@ -247,28 +246,25 @@ def _check_ring(ring_px: Sequence[int]) -> tuple[int, int]:
     return gap, width
 
 
+def _canvas_label_dtype(top: int) -> np.dtype:
+    """The narrowest unsigned type holding label ids ``0..top``, for the streamed regions'
+    labels (half the bytes of int32 to copy and scan for the usual < 65536 cells). Outside the
+    image they are padded with the type's largest value: any non-zero value works, as a cell's
+    pixels are looked for inside its box only and its ring among label-0 pixels only. Ids
+    beyond uint32 use int64 padded with -1 (numba compares uint64 with int64 in float64)."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
 #: below this many cells a region is measured on one thread
 _MIN_CELLS_PER_THREAD = 256
-_SCRATCH = threading.local()
-#: offsets buffers up to this many bytes are kept per thread between regions
-_SCRATCH_KEEP_BYTES = 64 * 2**20
-
-
-def _scratch(n: int, dtype: type) -> np.ndarray:
-    """An uninitialised (n,) array, reused by this thread from region to region: a fresh 16 MB
-    buffer per 2k region cost ~30 % of the geometry kernel in page faults."""
-    dtype = np.dtype(dtype)
-    buf = getattr(_SCRATCH, "buf", None)
-    if buf is None or buf.dtype != dtype or buf.size < n:
-        buf = np.empty(n, dtype)
-        if buf.nbytes <= _SCRATCH_KEEP_BYTES:
-            _SCRATCH.buf = buf
-    return buf[:n]
 
 
 def _measure_region(
     lab: np.ndarray,
-    chans: list[np.ndarray],
+    chans: np.ndarray | list[np.ndarray],
     names: list[str],
     plan: _tiles.RegionPlan,
     boxes: _tiles.LabelBoxes,
@@ -278,8 +274,10 @@ def _measure_region(
 ) -> dict[str, np.ndarray]:
     """Measure all cells of one region with the compiled kernels (:mod:`._kernels`).
 
-    ``lab`` and ``chans`` are the (Y, X) region ``plan.region`` (padded outside the image with
-    label -1); each cell's crop starts ``gap + width`` pixels above and left of its bounding box.
+    ``lab`` and ``chans`` (a list of (Y, X) arrays, or one (C, Y, X) array) are the region
+    ``plan.region``, padded outside the image with a non-zero label (-1, or the unsigned type's
+    largest value); each cell's crop starts ``gap + width`` pixels above
+    and left of its bounding box.
     Cells are taken in raster order of their boxes (consecutive cells share rows of the region
     in cache: 2-3x faster than label order on a 2k tile); with ``threads > 1`` the order is cut
     into bands measured side by side (the kernels release the GIL; each cell's numbers do not
@@ -296,7 +294,7 @@ def _measure_region(
 
 def _measure_cells(
     lab: np.ndarray,
-    chans: list[np.ndarray],
+    chans: np.ndarray | list[np.ndarray],
     names: list[str],
     plan: _tiles.RegionPlan,
     boxes: _tiles.LabelBoxes,
@@ -304,7 +302,11 @@ def _measure_cells(
     width: int,
     cells: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """:func:`_measure_region` for the cells ``cells`` (indices into ``boxes``), in that order."""
+    """:func:`_measure_region` for the cells ``cells`` (indices into ``boxes``), in that order.
+
+    Channels of one dtype are measured together (one kernel call, each cell's geometry found
+    once); a (C, H, W) array of channels (as the stream assembles them) is used as it is.
+    """
     radius = gap + width
     ry0, rx0 = plan.region[0].start, plan.region[1].start
     n = len(cells)
@@ -313,20 +315,25 @@ def _measure_cells(
     bx = (boxes.x0[cells] - rx0).astype(np.int64)
     bh = (boxes.y1[cells] - boxes.y0[cells]).astype(np.int64)
     bw = (boxes.x1[cells] - boxes.x0[cells]).astype(np.int64)
-    sizes = (bh + 2 * radius) * (bw + 2 * radius)
-    seg_start = np.zeros(n, np.int64)
-    np.cumsum(sizes[:-1], out=seg_start[1:])
-    # flat offsets into the region; int32 halves the memory touched (regions < 2**31 pixels)
-    off_type = np.int32 if lab.size < 2**31 else np.int64
-    total = int(sizes.sum())
-    offsets = _scratch(2 * total, off_type)
-    cell_off, ring_off = offsets[:total], offsets[total:]
-    area, sy, sx, ring_n = (np.zeros(n, np.int64) for _ in range(4))
     k_outer, k_gap = _kernels.disk_half_widths(gap, radius)
-    _kernels.cell_geometry(
-        np.ascontiguousarray(lab), ids, by, bx, bh, bw, k_outer, k_gap, seg_start, cell_off,
-        ring_off, area, sy, sx, ring_n,
-    )  # fmt: skip
+    lab = np.ascontiguousarray(lab)
+    area, sy, sx, ring_n = (np.zeros(n, np.int64) for _ in range(4))
+    stats: dict[int, tuple[np.ndarray, ...]] = {}
+    for group, stack in _channel_groups(chans):
+        shift, is_int = _value_kind(stack.dtype)
+        out = tuple(np.empty((len(group), n)) for _ in range(5))
+        _kernels.measure_cells(
+            lab, stack, ids, by, bx, bh, bw, k_outer, k_gap, shift, is_int, area, sy, sx,
+            ring_n, *out,
+        )  # fmt: skip
+        for row, c in enumerate(group):
+            stats[c] = tuple(o[row] for o in out)
+    if len(chans) == 0:  # geometry only
+        empty = np.zeros((0, lab.shape[0], lab.shape[1]), np.uint16)
+        out = tuple(np.empty((0, n)) for _ in range(5))
+        _kernels.measure_cells(
+            lab, empty, ids, by, bx, bh, bw, k_outer, k_gap, 0, True, area, sy, sx, ring_n, *out
+        )  # fmt: skip
     oy, ox = by - radius + ry0, bx - radius + rx0  # crop corner in image pixels
     cols = {
         "label_id": boxes.ids[cells],
@@ -339,32 +346,44 @@ def _measure_cells(
         "bbox_y1": boxes.y1[cells],
         "ring_area_px": ring_n,
     }
-    for name, ch in zip(names, chans, strict=True):
-        cols.update(_marker_columns(name, ch, seg_start, cell_off, area, ring_off, ring_n))
+    for c, name in enumerate(names):
+        cols.update(_marker_columns(name, area, *stats[c]))
     return cols
+
+
+def _channel_groups(chans: np.ndarray | list[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+    """Channels grouped by dtype as ``(indices, (C, H, W) array)``; bool channels as uint8.
+    A (C, H, W) array is one group as it is."""
+    if isinstance(chans, np.ndarray) and chans.ndim == 3:
+        stack = chans.view(np.uint8) if chans.dtype == bool else chans
+        return [(list(range(len(chans))), np.ascontiguousarray(stack))]
+    planes = [np.asarray(c) for c in chans]
+    planes = [p.view(np.uint8) if p.dtype == bool else p for p in planes]
+    by_dtype: dict[np.dtype, list[int]] = {}
+    for i, p in enumerate(planes):
+        by_dtype.setdefault(p.dtype, []).append(i)
+    return [(idx, np.stack([planes[i] for i in idx])) for idx in by_dtype.values()]
+
+
+def _value_kind(dtype: np.dtype) -> tuple[int, bool]:
+    """``(shift, is_int)`` for the kernels: <= 16-bit integers are shifted into 0..65535 for
+    the radix-selected medians (``shift >= 0``); others get -1."""
+    kind, size = dtype.kind, dtype.itemsize
+    shift = (1 << (8 * size - 1) if kind == "i" else 0) if kind in "iu" and size <= 2 else -1
+    return shift, kind in "iu"
 
 
 def _marker_columns(
     name: str,
-    ch: np.ndarray,
-    seg_start: np.ndarray,
-    cell_off: np.ndarray,
     area: np.ndarray,
-    ring_off: np.ndarray,
-    ring_n: np.ndarray,
+    total: np.ndarray,
+    med: np.ndarray,
+    bg: np.ndarray,
+    bg_mean: np.ndarray,
+    bg_sd: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """The :data:`MEASURES` of one channel of a region, through the cells' pixel offsets."""
-    ch = np.ascontiguousarray(ch)
-    if ch.dtype == bool:
-        ch = ch.view(np.uint8)
-    kind, size = ch.dtype.kind, ch.dtype.itemsize
-    # <= 16-bit integers: shift to 0..65535 for the radix-selected medians; others: -1
-    shift = (1 << (8 * size - 1) if kind == "i" else 0) if kind in "iu" and size <= 2 else -1
-    total, med, bg, bg_mean, bg_sd = (np.empty(len(area)) for _ in range(5))
-    _kernels.channel_stats(
-        ch, seg_start, cell_off, area, ring_off, ring_n, shift, kind in "iu",
-        total, med, bg, bg_mean, bg_sd,
-    )  # fmt: skip
+    """The :data:`MEASURES` of one channel from the kernels' per-cell statistics."""
+    del bg_mean  # the ring's mean is not a column (its median is the background)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / area
         sbr = np.where(bg > 0, mean / bg, np.nan)

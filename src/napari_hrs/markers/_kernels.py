@@ -1,22 +1,23 @@
 """Compiled (numba) per-cell kernels for :mod:`napari_hrs.markers.quantify`.
 
-One region (a (H, W) labels array padded with -1 outside the image, and its channels) holds the
-crops of many cells; each crop is the cell's bounding box plus the ring radius. Two kernels
-measure them:
+One region (a (H, W) labels array padded outside the image with a non-zero label, and its
+(C, H, W) channels) holds the crops of many cells; each crop is the cell's bounding box plus the
+ring radius. :func:`measure_cells` measures each cell whole before the next:
 
-- :func:`cell_geometry` scans each crop once: the cell's pixels (area, sums of rows and
-  columns, their flat offsets in the region) as runs per row, then its background ring, the
-  pixels whose Euclidean distance ``d`` to the cell satisfies ``gap < d <= gap + width`` and
-  whose label is 0. ``d <= r`` holds exactly when some cell pixel lies within the disk of
-  radius ``r``: row ``y`` is covered by the runs of rows ``y + dy`` widened by
-  ``isqrt(r**2 - dy**2)``. For row-convex cells (one run per row, 8-connected rows: nearly
-  all) that union is one interval per row; otherwise it is counted with difference arrays.
-  The cost is per run and per ring pixel, not per disk offset.
-- :func:`channel_stats` gathers one channel's values through those offsets and gives, per
-  cell, the sum, median (numpy's: mean of the two middle values), and the ring's median, mean
-  and standard deviation (``ddof=0``; exact integer arithmetic for <= 16-bit integers, two
-  passes in float64 otherwise).
+- its geometry (:func:`_cell_pixels`): the cell's pixels (area, sums of rows and columns, their
+  flat offsets in the region) as runs per row, then its background ring, the pixels whose
+  Euclidean distance ``d`` to the cell satisfies ``gap < d <= gap + width`` and whose label is
+  0. ``d <= r`` holds exactly when some cell pixel lies within the disk of radius ``r``: row
+  ``y`` is covered by the runs of rows ``y + dy`` widened by ``isqrt(r**2 - dy**2)``. For
+  row-convex cells (one run per row, 8-connected rows: nearly all) that union is one interval
+  per row; otherwise it is counted with difference arrays. The cost is per run and per ring
+  pixel, not per disk offset. The offsets go to crop-sized buffers.
+- then, per channel, the values through those offsets (:func:`_segment_stats`): the cell's sum
+  and median (numpy's: mean of the two middle values), the ring's median, mean and standard
+  deviation (``ddof=0``; radix-selected medians and exact integer arithmetic for <= 16-bit
+  integers, numpy's median and two passes in float64 otherwise).
 
+:func:`channel_stats` gives the same statistics for given offset segments of one channel.
 The ring is that of the docs (docs/markers.md): the background pixels within ``gap + width``
 pixels but farther than ``gap`` from the cell; rings of neighbouring cells may share pixels.
 The tests check the kernels against a naive per-cell Euclidean distance transform and numpy.

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from _synth_helpers import make_small
@@ -129,6 +130,9 @@ def test_bad_inputs_are_reported_and_the_rest_finish(acq_dir, client, tmp_path):
     assert not res.ok and len(res.failed) == 2
     table = (out / "summary.csv").read_text()
     assert "broken" in table and "failed" in table
+    rows = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("name")
+    assert rows.loc["broken", "result"] == "" and not (out / "broken.zarr").exists()
+    assert Path(rows.loc["b", "result"]).is_dir()  # only real result folders are named
     assert bad.read_bytes() == b"this is not a TIFF file"  # input untouched
 
 

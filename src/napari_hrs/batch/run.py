@@ -7,7 +7,7 @@ finally stitches them into the same NGFF labels + table result as
 :func:`napari_hrs.engine.detect` (then PRM1 / PNA per cell, as
 :func:`napari_hrs.pipeline.run_pipeline`). Output folder::
 
-    OUT/<name>.zarr/                   result per acquisition (labels, instances.csv, run.json,
+    OUT/<name>.zarr/                   result per acquisition (labels, detections.csv, run.json,
                                        cells.csv, summary.json), renamed into place when done
     OUT/summary.csv, OUT/summary.json  one row per acquisition: status, counts, marker statistics,
                                        failure reason
@@ -77,7 +77,8 @@ class FileOutcome:
             "name": self.name,
             "path": self.path,
             "status": self.status,
-            "result": self.result,
+            # a result folder only where one was written (a failed file has none)
+            "result": self.result if self.status in ("done", "skipped") else "",
             "n_detections": self.n_detections,
             "n_hRS": s.get("n_cells"),
             **{f"n_{k}": v for k, v in counts.items()},

@@ -7,7 +7,7 @@ Examples::
     napari-hrs batch /data/slides/ --out /data/results --scheduler tcp://10.0.0.5:8786
 
 Work is split into tiles, so one large mosaic spreads over all workers; each worker loads the
-model once. Results: ``DIR/<name>.zarr`` per acquisition (NGFF labels, instances.csv,
+model once. Results: ``DIR/<name>.zarr`` per acquisition (NGFF labels, detections.csv,
 cells.csv, summary.json), ``DIR/summary.csv`` and ``DIR/summary.json`` (one row per
 acquisition, failures with reasons). Re-running the same command resumes: finished files are
 skipped and finished tiles reused (``--restart`` recomputes everything). Exit status 0 when all

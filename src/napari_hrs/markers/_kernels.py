@@ -114,7 +114,7 @@ def disk_half_widths(gap: int, outer: int) -> tuple[np.ndarray, np.ndarray]:
 
 @numba.njit(cache=_CACHE, nogil=True)
 def measure_cells(  # noqa: PLR0913
-    lab, chans, ids, by, bx, bh, bw, k_outer, k_gap, shift, is_int,
+    lab, chans, ids, by, bx, bh, bw, k_outer, k_gap, shift, is_int, offs,
     area, sy, sx, ring_n, total, median, bg_median, bg_mean, bg_sd,
 ):  # pragma: no cover - compiled  # fmt: skip
     """Pixels, ring and channel statistics of each cell ``i``, whose bounding box is rows
@@ -126,8 +126,10 @@ def measure_cells(  # noqa: PLR0913
     Fills ``area``, ``sy`` / ``sx`` (sums of the cell's row / column indices, relative to the
     box's top-left corner minus ``outer``), ``ring_n``, and per channel ``c`` the (C, N) rows
     ``total[c]``... as :func:`channel_stats` does (``shift`` / ``is_int`` as there). Each cell
-    is measured whole (pixels, ring, every channel) before the next: its offsets stay in a
-    crop-sized buffer and the rows it touches stay in cache.
+    is measured whole (pixels, ring, every channel) before the next: the flat offsets of its
+    pixels, then of its ring, go to ``offs`` (int32 or int64, at least the largest crop's
+    ``(bh + 2 outer) * (bw + 2 outer)`` entries: cell and ring are disjoint pixels of the crop)
+    and the rows it touches stay in cache.
     """
     width = lab.shape[1]
     flat = lab.ravel()
@@ -144,15 +146,13 @@ def measure_cells(  # noqa: PLR0913
     run_b = np.empty_like(run_a)
     diff_o = np.zeros(max_w + 1, np.int64)
     diff_g = np.zeros(max_w + 1, np.int64)
-    cell_off = np.empty(max_h * max_w, np.int64)
-    ring_off = np.empty(max_h * max_w, np.int64)
     buf = np.empty(max_h * max_w, vals.dtype)
     hist4 = np.zeros((4, 256), np.int64)
     hist_lo = np.zeros(512, np.int64)
     for i in range(ids.size):
         a_px, s_y, s_x, r_px = _cell_pixels(
             flat, width, ids[i], by[i], bx[i], bh[i], bw[i], k_outer, k_gap, row_ptr, run_a,
-            run_b, diff_o, diff_g, cell_off, ring_off,
+            run_b, diff_o, diff_g, offs,
         )  # fmt: skip
         area[i] = a_px
         sy[i] = s_y
@@ -161,21 +161,20 @@ def measure_cells(  # noqa: PLR0913
         for c in range(chans.shape[0]):
             base = c * plane
             total[c, i], _, median[c, i], _ = _segment_stats(
-                vals, base, cell_off, 0, a_px, shift, is_int, False, buf, hist4, hist_lo
+                vals, base, offs, 0, a_px, shift, is_int, False, buf, hist4, hist_lo
             )  # fmt: skip
             _, bg_mean[c, i], bg_median[c, i], bg_sd[c, i] = _segment_stats(
-                vals, base, ring_off, 0, r_px, shift, is_int, True, buf, hist4, hist_lo
+                vals, base, offs, a_px, r_px, shift, is_int, True, buf, hist4, hist_lo
             )  # fmt: skip
 
 
 @numba.njit(cache=_CACHE, nogil=True)
 def _cell_pixels(
-    flat, width, cid, by, bx, bh, bw, k_outer, k_gap, row_ptr, run_a, run_b, diff_o, diff_g,
-    cell_off, ring_off,
+    flat, width, cid, by, bx, bh, bw, k_outer, k_gap, row_ptr, run_a, run_b, diff_o, diff_g, offs
 ):  # pragma: no cover - compiled  # fmt: skip
     """One cell of :func:`measure_cells`: the flat offsets (into the region, raster order) of
-    its pixels into ``cell_off`` and of its ring into ``ring_off``; returns the area, the sums
-    of its crop row / column indices, and the ring's size."""
+    its pixels into ``offs[:area]`` and of its ring right after them; returns the area, the
+    sums of its crop row / column indices, and the ring's size."""
     outer = (k_outer.size - 1) // 2
     h = bh + 2 * outer  # the crop: box + outer on every side
     w = bw + 2 * outer
@@ -195,7 +194,7 @@ def _cell_pixels(
         for x in range(outer, outer + bw + 1):
             hit = x < outer + bw and flat[off + x] == cid
             if hit:
-                cell_off[a_px] = off + x
+                offs[a_px] = off + x
                 a_px += 1
                 if not inside:
                     inside = True
@@ -212,12 +211,12 @@ def _cell_pixels(
     # the ring: covered by the outer disk, not by the gap disk, label 0
     if _row_convex(row_ptr, run_a, run_b, outer, bh):
         r_px = _ring_convex(
-            flat, base, width, h, row_ptr, run_a, run_b, k_outer, k_gap, ring_off, 0
+            flat, base, width, h, row_ptr, run_a, run_b, k_outer, k_gap, offs, a_px
         )  # fmt: skip
     else:
         r_px = _ring_general(
             flat, base, width, h, w, row_ptr, run_a, run_b, k_outer, k_gap, diff_o, diff_g,
-            ring_off, 0,
+            offs, a_px,
         )  # fmt: skip
     return a_px, s_y, s_x, r_px
 

@@ -276,9 +276,8 @@ def _measure_region(
 
     ``lab`` and ``chans`` (a list of (Y, X) arrays, or one (C, Y, X) array) are the region
     ``plan.region``, padded outside the image with a non-zero label (-1, or the unsigned type's
-    largest value); each cell's crop starts ``gap + width`` pixels above
-    and left of its bounding box.
-    Cells are taken in raster order of their boxes (consecutive cells share rows of the region
+    largest value); each cell's crop starts ``gap + width`` pixels above and left of its
+    bounding box. Cells are taken in raster order of their boxes (consecutive cells share rows of the region
     in cache: 2-3x faster than label order on a 2k tile); with ``threads > 1`` the order is cut
     into bands measured side by side (the kernels release the GIL; each cell's numbers do not
     depend on the cut).
@@ -318,12 +317,15 @@ def _measure_cells(
     k_outer, k_gap = _kernels.disk_half_widths(gap, radius)
     lab = np.ascontiguousarray(lab)
     area, sy, sx, ring_n = (np.zeros(n, np.int64) for _ in range(4))
+    # flat offsets of one cell's pixels and ring (int32 halves the memory: regions < 2**31 px)
+    crop = int(((bh + 2 * radius) * (bw + 2 * radius)).max(initial=1))
+    offs = np.empty(crop, np.int32 if lab.size < 2**31 else np.int64)
     stats: dict[int, tuple[np.ndarray, ...]] = {}
     for group, stack in _channel_groups(chans):
         shift, is_int = _value_kind(stack.dtype)
         out = tuple(np.empty((len(group), n)) for _ in range(5))
         _kernels.measure_cells(
-            lab, stack, ids, by, bx, bh, bw, k_outer, k_gap, shift, is_int, area, sy, sx,
+            lab, stack, ids, by, bx, bh, bw, k_outer, k_gap, shift, is_int, offs, area, sy, sx,
             ring_n, *out,
         )  # fmt: skip
         for row, c in enumerate(group):
@@ -332,7 +334,8 @@ def _measure_cells(
         empty = np.zeros((0, lab.shape[0], lab.shape[1]), np.uint16)
         out = tuple(np.empty((0, n)) for _ in range(5))
         _kernels.measure_cells(
-            lab, empty, ids, by, bx, bh, bw, k_outer, k_gap, 0, True, area, sy, sx, ring_n, *out
+            lab, empty, ids, by, bx, bh, bw, k_outer, k_gap, 0, True, offs, area, sy, sx, ring_n,
+            *out,
         )  # fmt: skip
     oy, ox = by - radius + ry0, bx - radius + rx0  # crop corner in image pixels
     cols = {

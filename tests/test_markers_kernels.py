@@ -158,3 +158,38 @@ def test_high_but_narrow_ids_use_an_offset_range():
     high = quantify({"M": ch}, lab)
     assert (high["label_id"] == base["label_id"] + 5_000_000).all()
     pd.testing.assert_frame_equal(high.drop(columns="label_id"), base.drop(columns="label_id"))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8])
+def test_radix_medians_of_many_random_segments(dtype):
+    """Segments of 1..3000 values: narrow and wide spreads, heavy ties, middle values in the
+    same / adjacent / distant high-byte bins: medians equal numpy's, sums and SD exact."""
+    rng = np.random.default_rng(17)
+    info = np.iinfo(dtype)
+    segs = []
+    for k in range(300):
+        n = int(rng.integers(1, 3000))
+        kind = k % 4
+        if kind == 0:  # narrow: one high-byte bin
+            v = rng.integers(400, 460, n)
+        elif kind == 1:  # two clusters far apart: middle values in distant bins
+            v = np.where(rng.random(n) < 0.5, rng.integers(0, 30, n), rng.integers(9000, 9100, n))
+        elif kind == 2:  # heavy ties around a bin edge
+            v = rng.choice([254, 255, 256, 257], n)
+        else:  # the whole range
+            v = rng.integers(int(info.min), int(info.max) + 1, n)
+        segs.append(np.clip(v, info.min, info.max).astype(dtype))
+    vals = np.concatenate(segs)
+    counts = np.array([len(s) for s in segs], np.int64)
+    starts = np.zeros(len(counts), np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    offsets = np.arange(vals.size, dtype=np.int32)
+    shift = 1 << (8 * np.dtype(dtype).itemsize - 1) if np.dtype(dtype).kind == "i" else 0
+    out = [np.empty(len(counts)) for _ in range(5)]
+    channel_stats(vals[None], starts, offsets, counts, offsets, counts, shift, True, *out)
+    total, med, bg_med, bg_mean, bg_sd = out
+    for i, s in enumerate(segs):
+        f = s.astype(np.float64)
+        assert med[i] == np.median(f) == bg_med[i]
+        assert total[i] == f.sum() and bg_mean[i] == pytest.approx(f.mean(), rel=1e-15)
+        assert bg_sd[i] == pytest.approx(f.std(), rel=1e-12, abs=1e-12)

@@ -11,7 +11,7 @@ ring radius. :func:`measure_cells` measures each cell whole before the next:
   ``y`` is covered by the runs of rows ``y + dy`` widened by ``isqrt(r**2 - dy**2)``. For
   row-convex cells (one run per row, 8-connected rows: nearly all) that union is one interval
   per row; otherwise it is counted with difference arrays. The cost is per run and per ring
-  pixel, not per disk offset. The offsets go to crop-sized buffers.
+  pixel, not per disk offset. The offsets go to one crop-sized buffer.
 - then, per channel, the values through those offsets (:func:`_segment_stats`): the cell's sum
   and median (numpy's: mean of the two middle values), the ring's median, mean and standard
   deviation (``ddof=0``; radix-selected medians and exact integer arithmetic for <= 16-bit

@@ -138,7 +138,7 @@ def stream_regions(
     check: Callable[[], None],
     step: Callable[[], None],
     timing: dict,
-) -> Iterator[tuple[np.ndarray, list[np.ndarray], RegionPlan]]:
+) -> Iterator[tuple[np.ndarray, np.ndarray | list[np.ndarray], RegionPlan]]:
     """Yield ``(labels, channels, RegionPlan)`` for every tile owning cells, reading each tile
     once (the next one is read on a thread while the current one is measured). ``channels`` is
     one (C, H, W) array when the channels share a dtype, else a list of (H, W) arrays."""

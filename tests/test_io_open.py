@@ -181,6 +181,29 @@ def test_rgb_tiff_samples_are_channels(tmp_path):
     np.testing.assert_array_equal(acq.channel("brightfield").compute(), rgb[..., 1])
 
 
+@pytest.mark.parametrize("planar", [False, True])
+def test_colour_camera_tiff_is_brightfield_from_its_green(planar, tmp_path):
+    """A photometric RGB picture (a colour camera's brightfield) opens without channels=: its
+    channels are named red / green / blue and green is the brightfield."""
+    rgb = make_data((64, 96, 3), dtype="uint8")
+    data = np.moveaxis(rgb, -1, 0) if planar else rgb
+    kw = {"planarconfig": "separate"} if planar else {}
+    tifffile.imwrite(tmp_path / "rgb.tif", data, photometric="rgb", **kw)
+    acq = open_acquisition(tmp_path / "rgb.tif")
+    assert acq.channel_names == ["red", "green", "blue"] and acq.roles == {"brightfield": 1}
+    np.testing.assert_array_equal(acq.channel("brightfield").compute(), rgb[..., 1])
+    chosen = open_acquisition(tmp_path / "rgb.tif", channels={"brightfield": "red"})
+    assert chosen.roles == {"brightfield": 0}  # the user's choice wins
+
+
+def test_three_grey_channels_are_not_taken_for_colour(tmp_path):
+    """Three unnamed channels that are not a photometric RGB picture still need channels=."""
+    tifffile.imwrite(tmp_path / "c3.tif", make_data((3, 64, 96), dtype="uint8"),
+                     photometric="minisblack", metadata={"axes": "CYX"})  # fmt: skip
+    with pytest.raises(ChannelRoleError, match="brightfield"):
+        open_acquisition(tmp_path / "c3.tif")
+
+
 def test_tiff_resolution_tags(tmp_path):
     data = make_data((64, 96))
     tifffile.imwrite(

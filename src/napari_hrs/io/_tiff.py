@@ -73,6 +73,20 @@ def _resolution_size(tif: tifffile.TiffFile, page: Any) -> float | None:
     return None if um_per_unit is None else to_um(um_per_unit / xres, "um")
 
 
+#: channel names of a colour (photometric RGB) TIFF whose file names none
+RGB_NAMES: tuple[str, ...] = ("red", "green", "blue", "alpha")
+
+
+def _is_rgb(series: Any, n_c: int) -> bool:
+    """Whether a series is a colour camera's RGB(A) picture: photometric RGB, its samples the
+    channel axis (3 or 4 of them)."""
+    try:
+        photometric = series.keyframe.photometric
+    except AttributeError:
+        return False
+    return photometric == tifffile.PHOTOMETRIC.RGB and "S" in series.axes.upper() and n_c in (3, 4)
+
+
 def _axes(series: Any, path: Path) -> str:
     letters = series.axes.upper()
     if "C" not in letters and letters.count("S") == 1:
@@ -141,6 +155,9 @@ def open_tiff(path: Path, scene: int | str | None = None) -> RawImage:
         channel_names = (
             [str(n) for n in names_found] if len(names_found) == n_c and all(names_found) else None
         )
+        rgb = _is_rgb(series, n_c)
+        if rgb and channel_names is None:
+            channel_names = list(RGB_NAMES[:n_c])
         pixel_size = meta.get("pixel_size_um") if is_ome else None
         if pixel_size is None and not is_ome:
             pixel_size = _resolution_size(tif, series.keyframe)
@@ -158,6 +175,6 @@ def open_tiff(path: Path, scene: int | str | None = None) -> RawImage:
         pixel_size_um=pixel_size,
         scene=names[idx] if len(series_list) > 1 else None,
         format="ome-tiff" if is_ome else ("imagej-tiff" if tif.is_imagej else "tiff"),
-        metadata={"tiff_series": idx, "tiff_axes": series.axes},
+        metadata={"tiff_series": idx, "tiff_axes": series.axes, "rgb": rgb},
         closers=[store.close, tif.close],
     )

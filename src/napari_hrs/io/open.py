@@ -125,7 +125,9 @@ def open_acquisition(
         levels = plane_levels(raw, plane)
         n_c = int(levels[0].shape[0])
         found = raw.channel_names or [f"C{i}" for i in range(n_c)]
-        names, roles = resolve_roles(found, channels, source=p, strict=strict)
+        names, roles = resolve_roles(
+            found, channels, source=p, strict=strict, rgb=bool(raw.metadata.get("rgb"))
+        )
         return Acquisition(
             path=p,
             levels=levels,

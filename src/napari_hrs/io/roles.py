@@ -137,6 +137,7 @@ def resolve_roles(
     *,
     source: str | Path = "<image>",
     strict: bool = True,
+    rgb: bool = False,
 ) -> tuple[list[str], dict[str, int]]:
     """Final channel names and the role -> channel index map.
 
@@ -153,6 +154,9 @@ def resolve_roles(
     strict : bool
         When True (default), a missing brightfield channel or a role matched by two channels
         raises :class:`~napari_hrs.errors.ChannelRoleError`; when False such roles are left out.
+    rgb : bool
+        The file is a colour (RGB) picture: with no role given or found, its green channel
+        (index 1) is the brightfield.
 
     Returns
     -------
@@ -216,6 +220,9 @@ def resolve_roles(
     if "brightfield" not in roles and n == 1 and not assigned:
         # a single-channel image can only be the brightfield image
         roles["brightfield"] = 0
+    if "brightfield" not in roles and rgb and not assigned and n >= 3:
+        # a colour camera's picture: its green channel carries most of the brightfield signal
+        roles["brightfield"] = 1
     if strict and "brightfield" not in roles:
         raise ChannelRoleError(
             f"{source}: no brightfield channel among the channels {names}; "

@@ -208,6 +208,7 @@ def test_expand_inputs(tmp_path, acq_dir):
     folder.mkdir()
     (folder / "x.tif").write_bytes(b"")
     (folder / "notes.txt").write_text("ignored")
+    (folder / "cam.JPG").write_bytes(b"")  # camera pictures are acquisitions too
     sub = folder / "run1"
     sub.mkdir()
     (sub / "x.tif").write_bytes(b"")
@@ -216,7 +217,7 @@ def test_expand_inputs(tmp_path, acq_dir):
         [str(acq_dir / "*.ome.zarr"), folder, sub / "x.tif", acq_dir / "a.ome.zarr"]
     )
     names = [i.name for i in items]
-    assert names == ["a", "b", "x", "x-2"]  # glob sorted, duplicates dropped, names unique
+    assert names == ["a", "b", "cam", "x", "x-2"]  # glob sorted, duplicates dropped, unique
     with pytest.raises(FileNotFoundError, match="matches no file"):
         expand_inputs([str(tmp_path / "*.nothing")])
     assert expand_inputs([tmp_path / "missing.tif"])[0].name == "missing"

@@ -181,14 +181,11 @@ def test_rgb_tiff_samples_are_channels(tmp_path):
     np.testing.assert_array_equal(acq.channel("brightfield").compute(), rgb[..., 1])
 
 
-@pytest.mark.parametrize("planar", [False, True])
-def test_colour_camera_tiff_is_brightfield_from_its_green(planar, tmp_path):
-    """A photometric RGB picture (a colour camera's brightfield) opens without channels=: its
-    channels are named red / green / blue and green is the brightfield."""
+def test_colour_camera_tiff_is_brightfield_from_its_green(tmp_path):
+    """An 8-bit interleaved RGB picture (a colour camera's brightfield) opens without
+    channels=: its channels are named red / green / blue and green is the brightfield."""
     rgb = make_data((64, 96, 3), dtype="uint8")
-    data = np.moveaxis(rgb, -1, 0) if planar else rgb
-    kw = {"planarconfig": "separate"} if planar else {}
-    tifffile.imwrite(tmp_path / "rgb.tif", data, photometric="rgb", **kw)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
     acq = open_acquisition(tmp_path / "rgb.tif")
     assert acq.channel_names == ["red", "green", "blue"] and acq.roles == {"brightfield": 1}
     np.testing.assert_array_equal(acq.channel("brightfield").compute(), rgb[..., 1])
@@ -196,10 +193,53 @@ def test_colour_camera_tiff_is_brightfield_from_its_green(planar, tmp_path):
     assert chosen.roles == {"brightfield": 0}  # the user's choice wins
 
 
-def test_three_grey_channels_are_not_taken_for_colour(tmp_path):
-    """Three unnamed channels that are not a photometric RGB picture still need channels=."""
-    tifffile.imwrite(tmp_path / "c3.tif", make_data((3, 64, 96), dtype="uint8"),
-                     photometric="minisblack", metadata={"axes": "CYX"})  # fmt: skip
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_camera_pictures_open_lazily_with_green_as_brightfield(suffix, tmp_path):
+    import imageio.v3 as iio
+
+    yy, xx = np.mgrid[0:64, 0:96]  # smooth, so that JPEG keeps it close
+    rgb = np.stack([yy * 3, 60 + xx, 200 - yy - xx // 2], axis=-1).astype(np.uint8)
+    path = tmp_path / f"cells{suffix}"
+    iio.imwrite(path, rgb, **({"quality": 100} if suffix == ".jpg" else {}))
+    acq = open_acquisition(path)
+    assert acq.channel_names == ["red", "green", "blue"] and acq.roles == {"brightfield": 1}
+    assert acq.shape == (3, 64, 96) and acq.pixel_size_um is None
+    green = acq.channel("brightfield").compute()
+    if suffix == ".jpg":  # lossy
+        assert np.abs(green.astype(int) - rgb[..., 1]).mean() < 3
+    else:
+        np.testing.assert_array_equal(green, rgb[..., 1])
+        np.testing.assert_array_equal(acq.channel("blue")[10:20, 5:9].compute(), rgb[10:20, 5:9, 2])
+
+
+def test_grey_picture_is_the_brightfield_and_bad_pictures_are_named(tmp_path):
+    import imageio.v3 as iio
+
+    grey = make_data((40, 50), dtype="uint16")
+    iio.imwrite(tmp_path / "g.png", grey)
+    acq = open_acquisition(tmp_path / "g.png")
+    assert acq.roles == {"brightfield": 0} and acq.dtype == np.uint16
+    np.testing.assert_array_equal(acq.channel("brightfield").compute(), grey)
+    (tmp_path / "bad.jpg").write_bytes(b"no JPEG here")
+    with pytest.raises(AcquisitionError, match="bad.jpg"):
+        open_acquisition(tmp_path / "bad.jpg")
+    with pytest.raises(AcquisitionError, match="one scene"):
+        open_acquisition(tmp_path / "g.png", scene=1)
+
+
+@pytest.mark.parametrize(
+    ("data", "kw"),
+    [
+        (make_data((3, 64, 96), dtype="uint8"), {"photometric": "minisblack", "metadata": {"axes": "CYX"}}),
+        (make_data((3, 64, 96), dtype="uint16"), {}),  # tifffile tags it planar RGB by default
+        (make_data((3, 64, 96), dtype="uint8"), {"photometric": "rgb", "planarconfig": "separate"}),
+        (make_data((64, 96, 3), dtype="uint16"), {"photometric": "rgb"}),
+    ],
+)  # fmt: skip
+def test_grey_channel_stacks_are_not_taken_for_colour(data, kw, tmp_path):
+    """Unnamed 3-channel stacks that are not 8-bit interleaved RGB (fluorescence stacks, as
+    tifffile writes them by default) still need channels=."""
+    tifffile.imwrite(tmp_path / "c3.tif", data, **kw)
     with pytest.raises(ChannelRoleError, match="brightfield"):
         open_acquisition(tmp_path / "c3.tif")
 

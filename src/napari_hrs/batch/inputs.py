@@ -14,10 +14,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from napari_hrs.io._picture import PICTURE_SUFFIXES
+
 __all__ = ["IMAGE_SUFFIXES", "BatchInput", "expand_inputs"]
 
 #: file names taken from a folder (OME-Zarr directories are recognised by their metadata)
-IMAGE_SUFFIXES: tuple[str, ...] = (".ome.zarr", ".zarr", ".ome.tif", ".ome.tiff", ".tif", ".tiff")
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".ome.zarr", ".zarr", ".ome.tif", ".ome.tiff", ".tif", ".tiff", *PICTURE_SUFFIXES,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

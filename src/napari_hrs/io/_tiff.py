@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tifffile
 import zarr
 
@@ -78,13 +79,19 @@ RGB_NAMES: tuple[str, ...] = ("red", "green", "blue", "alpha")
 
 
 def _is_rgb(series: Any, n_c: int) -> bool:
-    """Whether a series is a colour camera's RGB(A) picture: photometric RGB, its samples the
-    channel axis (3 or 4 of them)."""
+    """Whether a series is a colour camera's RGB(A) picture: photometric RGB, 8-bit, its 3 or 4
+    samples interleaved per pixel (axes ``...YXS``). Planar or 16-bit "RGB" files are what
+    tifffile writes by default for any (3 | 4, Y, X) stack, fluorescence included: not colour."""
     try:
         photometric = series.keyframe.photometric
     except AttributeError:
         return False
-    return photometric == tifffile.PHOTOMETRIC.RGB and "S" in series.axes.upper() and n_c in (3, 4)
+    return (
+        photometric == tifffile.PHOTOMETRIC.RGB
+        and series.axes.upper().endswith("S")
+        and np.dtype(series.dtype) == np.uint8
+        and n_c in (3, 4)
+    )
 
 
 def _axes(series: Any, path: Path) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from napari_hrs.errors import AcquisitionError
 from napari_hrs.io._bioio import open_bioio
+from napari_hrs.io._picture import is_picture, open_picture
 from napari_hrs.io._raw import RawImage, channel_factory, choose_plane, plane_levels
 from napari_hrs.io._tiff import is_tiff, open_tiff
 from napari_hrs.io._zarr import is_zarr, open_zarr
@@ -41,6 +42,10 @@ def open_raw(path: str | os.PathLike[str], scene: int | str | None = None) -> Ra
         raw = open_zarr(p, scene)
     elif is_tiff(p):
         raw = open_tiff(p, scene)
+    elif is_picture(p):
+        if scene not in (None, 0):
+            raise AcquisitionError(f"{p}: a picture has one scene; got scene={scene!r}")
+        raw = open_picture(p)
     elif p.is_dir():
         raise AcquisitionError(
             f"{p}: a directory that is not a zarr store (no .zgroup, .zarray or zarr.json); "

@@ -225,6 +225,10 @@ def test_grey_picture_is_the_brightfield_and_bad_pictures_are_named(tmp_path):
         open_acquisition(tmp_path / "bad.jpg")
     with pytest.raises(AcquisitionError, match="one scene"):
         open_acquisition(tmp_path / "g.png", scene=1)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(acq.channel("brightfield")))  # a graph sent to a worker
+    np.testing.assert_array_equal(again.compute(), grey)
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,13 @@ class _Decoded:
                 self._array = arr
             return self._array
 
+    def __getstate__(self) -> dict:
+        """Pickled (a dask graph sent to another process) without the pixels or the lock."""
+        return {"path": self.path, "shape": self.shape, "dtype": self.dtype}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["shape"], state["dtype"])
+
     def close(self) -> None:
         with self._lock:
             self._array = None

@@ -1,7 +1,6 @@
 """PNG / JPEG / BMP pictures: one plane, grey or colour, read through imageio.
 
-Light-microscope cameras often save such pictures (the images of Sun et al. were taken this
-way). Opening reads the header only; the pixels are decoded once, on first use, and kept
+Microscope cameras often save such pictures. Opening reads the header only; the pixels are decoded once, on first use, and kept
 while the acquisition is open (a picture is one plane of a few megapixels, not a mosaic).
 """
 

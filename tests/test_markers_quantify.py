@@ -279,3 +279,12 @@ def test_quantify_acquisition_uses_roles_and_pixel_size():
         quantify_acquisition(acq, lab)
     with pytest.raises(AcquisitionError):
         quantify_acquisition(acq, lab[:-1], markers=("a",))
+
+
+def test_no_channel_gives_the_geometry_alone():
+    lab = disk_scene((70, 90), 15, seed=8)
+    ch = np.random.default_rng(0).integers(0, 999, lab.shape).astype(np.uint16)
+    full = quantify({"PRM1": ch}, lab, tile=32)
+    geometry = quantify({}, lab, tile=32)
+    assert not any(c.startswith("PRM1_") for c in geometry.columns)
+    pd.testing.assert_frame_equal(geometry, full[geometry.columns], check_exact=True)

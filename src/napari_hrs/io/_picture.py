@@ -14,8 +14,7 @@ import dask.array as da
 import numpy as np
 
 from napari_hrs.errors import AcquisitionError
-from napari_hrs.io._raw import RawImage
-from napari_hrs.io._tiff import RGB_NAMES
+from napari_hrs.io._raw import RGB_NAMES, RawImage
 
 #: file suffixes read as pictures (lower case)
 PICTURE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")

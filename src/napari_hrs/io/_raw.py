@@ -23,6 +23,10 @@ from dask.base import tokenize
 from napari_hrs.errors import AcquisitionError
 from napari_hrs.io.direct import register_direct
 
+#: channel names of a colour picture (RGB TIFF, PNG, JPEG...) whose file names none; the
+#: readers set ``metadata["rgb"]`` so that green becomes the brightfield (io.roles)
+RGB_NAMES: tuple[str, ...] = ("red", "green", "blue", "alpha")
+
 #: micrometres per unit (NGFF axis units, OME PhysicalSizeXUnit)
 _UM_PER_UNIT: dict[str, float] = {
     "micrometer": 1.0,

@@ -16,7 +16,7 @@ import tifffile
 import zarr
 
 from napari_hrs.errors import AcquisitionError
-from napari_hrs.io._raw import RawImage, to_um
+from napari_hrs.io._raw import RGB_NAMES, RawImage, to_um
 from napari_hrs.io._zarr import _plain_axes
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -72,10 +72,6 @@ def _resolution_size(tif: tifffile.TiffFile, page: Any) -> float | None:
     # INCH (2) and NONE (1) are what writers put by default (72 dpi): not a pixel size
     um_per_unit = {3: 1e4, 4: 1e3, 5: 1.0}.get(int(unit) if unit is not None else 1)
     return None if um_per_unit is None else to_um(um_per_unit / xres, "um")
-
-
-#: channel names of a colour (photometric RGB) TIFF whose file names none
-RGB_NAMES: tuple[str, ...] = ("red", "green", "blue", "alpha")
 
 
 def _is_rgb(series: Any, n_c: int) -> bool:

@@ -432,12 +432,12 @@ def _segment_stats(
     if shift >= 0:
         s1, s2, b_lo, b_hi = _gather16(flat, base, offs, pos, n, shift, buf, hist4)
         med = _select16(buf, n, shift, hist4, b_lo, b_hi, hist_lo)
-        total = np.float64(s1 - n * shift)
+        total = np.float64(s1 - n * shift)  # exact: |sum| < 2**53
         if not want_sd:
             return total, total / n, med, nan
         if n <= 40_000:  # n * sum(u**2) - sum(u)**2 exactly in int64 (u < 2**16)
             sd = math.sqrt((n * s2 - s1 * s1) / (np.float64(n) * n))
-            return total, (s1 - n * shift) / n, med, sd
+            return total, total / n, med, sd
         mean, sd = _mean_sd(buf, n)
         return total, mean, med, sd
     if is_int:

@@ -321,7 +321,9 @@ def _measure_cells(
     crop = int(((bh + 2 * radius) * (bw + 2 * radius)).max(initial=1))
     offs = np.empty(crop, np.int32 if lab.size < 2**31 else np.int64)
     stats: dict[int, tuple[np.ndarray, ...]] = {}
-    for group, stack in _channel_groups(chans):
+    # no channel: one call with none still measures the geometry
+    groups = _channel_groups(chans) or [([], np.zeros((0, *lab.shape), np.uint16))]
+    for group, stack in groups:
         shift, is_int = _value_kind(stack.dtype)
         out = tuple(np.empty((len(group), n)) for _ in range(5))
         _kernels.measure_cells(
@@ -330,13 +332,6 @@ def _measure_cells(
         )  # fmt: skip
         for row, c in enumerate(group):
             stats[c] = tuple(o[row] for o in out)
-    if len(chans) == 0:  # geometry only
-        empty = np.zeros((0, lab.shape[0], lab.shape[1]), np.uint16)
-        out = tuple(np.empty((0, n)) for _ in range(5))
-        _kernels.measure_cells(
-            lab, empty, ids, by, bx, bh, bw, k_outer, k_gap, 0, True, offs, area, sy, sx, ring_n,
-            *out,
-        )  # fmt: skip
     oy, ox = by - radius + ry0, bx - radius + rx0  # crop corner in image pixels
     cols = {
         "label_id": boxes.ids[cells],

@@ -112,6 +112,24 @@ def test_user_errors_are_notifications(viewer, errors, monkeypatch):
     assert "/nonexistent/model.pt" in errors[-1] and "no such file" in errors[-1]
 
 
+def test_colour_picture_layer_detects_on_its_green_channel(viewer, errors):
+    """A camera picture opened by napari itself is an RGB layer: its green channel is the
+    brightfield (as io picks it in colour files); a stack layer is refused with its shape."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    viewer.add_image(rgb, name="photo", rgb=True)
+    w = DetectWidget(viewer)
+    w.image.value = viewer.layers["photo"]
+    acq, _, _ = w.parameters()
+    assert acq.roles == {"brightfield": 0} and acq.channel_names == ["photo (green)"]
+    np.testing.assert_array_equal(np.asarray(acq.levels[0]), rgb[None, :, :, 1])
+
+    viewer.add_image(np.zeros((3, 48, 64), np.uint16), name="stack")
+    w.image.value = viewer.layers["stack"]
+    assert w.run() is None
+    assert "'stack' has shape (3, 48, 64)" in errors[-1]
+
+
 WIDGETS = {
     "Detect round spermatids": "DetectWidget",
     "Compare channels": "CompareWidget",

@@ -59,6 +59,18 @@ def test_classes_from_features(viewer, annotated):
     assert {i for i, c in classes.items() if c == "round_spermatid"} == set(ids) & hrs
 
 
+def test_colour_layer_trains_on_its_green_channel(viewer, annotated):
+    bf, lab, _, _ = annotated
+    rgb = np.stack([bf // 2, bf, bf // 3], axis=-1)
+    img = viewer.add_image(rgb, name="photo", rgb=True)
+    labels = viewer.add_labels(lab, name="cells")
+    image, labs, _, _ = layer_annotations(img, labels, "round_spermatid")
+    np.testing.assert_array_equal(image, bf)  # the green channel, as detection reads it
+    small = viewer.add_labels(lab[:100], name="small")
+    with pytest.raises(ValueError, match="pick a 2-D Labels layer drawn on this image"):
+        layer_annotations(img, small, "round_spermatid")
+
+
 def test_short_training_shows_evaluation(viewer, annotated, tmp_path):
     bf, lab, hrs, _ = annotated
     lab = np.where(np.isin(lab, list(hrs)), lab, 0)

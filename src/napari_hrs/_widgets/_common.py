@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 
 from napari_hrs.errors import Cancelled
@@ -264,12 +263,30 @@ def layer_acquisition(layer: Any) -> Any:
         if acq.roles.get("brightfield") == int(index):
             return acq
     data = layer.data if layer.multiscale else [layer.data]
-    levels = [da.asarray(d)[None] if np.ndim(d) == 2 else da.asarray(d) for d in data]
-    if levels[0].ndim != 3 or levels[0].shape[0] != 1:
-        raise ValueError(f"layer {layer.name!r} has shape {tuple(level0(layer).shape)}; choose a "
-                         "single-channel 2-D brightfield image layer (Y, X)")  # fmt: skip
-    return Acquisition(path=Path(str(layer.name)), levels=levels, channel_names=[str(layer.name)],
+    levels = [brightfield_plane(layer, da.asarray(d))[None] for d in data]
+    name = f"{layer.name} (green)" if is_rgb(layer) else str(layer.name)
+    return Acquisition(path=Path(str(layer.name)), levels=levels, channel_names=[name],
                        roles={"brightfield": 0}, pixel_size_um=pixel_size_um(layer))  # fmt: skip
+
+
+def is_rgb(layer: Any) -> bool:
+    """Whether ``layer`` is a colour (RGB / RGBA) image layer, e.g. a camera picture opened by
+    napari's own reader."""
+    return bool(getattr(layer, "rgb", False))
+
+
+def brightfield_plane(layer: Any, data: Any) -> Any:
+    """The ``(Y, X)`` brightfield plane of ``data`` (the layer's data or one of its levels):
+    the data itself for a 2-D layer; the green channel of an RGB(A) ``(Y, X, 3|4)`` layer, as
+    :func:`napari_hrs.io.roles.resolve_roles` picks it in a colour picture (it carries most of a
+    brightfield camera's signal). Anything else raises a ValueError naming the layer."""
+    if is_rgb(layer) and data.ndim == 3 and data.shape[-1] in (3, 4):
+        return data[..., 1]
+    if data.ndim != 2:
+        raise ValueError(f"layer {layer.name!r} has shape {tuple(level0(layer).shape)}; choose a "
+                         "single-channel 2-D brightfield image layer (Y, X) or a colour "
+                         "picture (Y, X, RGB)")  # fmt: skip
+    return data
 
 
 def layer_choices(viewer: Any, kind: type) -> Callable[[Any], list[Any]]:

@@ -22,6 +22,7 @@ from napari_hrs._widgets._common import (
     Job,
     Steps,
     avoid_triton_crash,
+    brightfield_plane,
     find_layer,
     follow_layers,
     layer_choices,
@@ -45,11 +46,9 @@ def layer_annotations(image_layer: Any, labels_layer: Any, default_class: str
     Classes come from a ``class_name`` (or ``class``) column of the Labels layer's features
     (matched by its ``index`` / ``label_id`` column); cells without one get ``default_class``.
     """
-    image = np.asarray(level0(image_layer))
+    image = np.asarray(brightfield_plane(image_layer, level0(image_layer)))
     labels = np.asarray(level0(labels_layer))
-    if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[-1] != labels.shape[-1]:
-        image = image[..., :3].mean(axis=-1)  # an RGB display layer: use its luminance
-    if image.shape[-2:] != labels.shape[-2:] or labels.ndim != 2:
+    if image.shape != labels.shape:
         raise ValueError(f"'{image_layer.name}' is {image.shape[-2:]} but '{labels_layer.name}' is "
                          f"{labels.shape}; pick a 2-D Labels layer drawn on this image")  # fmt: skip
     ids = np.unique(labels[labels > 0])

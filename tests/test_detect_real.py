@@ -147,3 +147,31 @@ def test_cuda_with_and_without_amp_agrees_with_cpu(loaded):
 
                 assert box_iou(c.boxes[:1], g.boxes).max() > 0.9
     loaded.model.to("cpu")
+
+
+def test_nan_pixels_do_not_void_the_tile(synth, tmp_path):
+    """A float brightfield with a small NaN patch (a masked region) is detected as without it,
+    away from the patch; NaN used to spread through the network and leave the tile empty."""
+    import tifffile
+
+    from napari_hrs.engine.checkpoint import load_checkpoint
+    from napari_hrs.engine.intensity import IntensityRange
+
+    x = IntensityRange(0.0, 255.0).apply(np.array([np.nan, np.inf, -np.inf, 10.0], np.float32))
+    np.testing.assert_array_equal(x, [127.5, 319.0, -64.0, 10.0])
+
+    acq = open_acquisition(synth[0.325])
+    bf = np.asarray(acq.levels[0][acq.roles["brightfield"]]).astype(np.float32)
+    holed = bf.copy()
+    holed[:12, :12] = np.nan
+    model = load_checkpoint(bundled_model_path())
+    tables = []
+    for name, img in (("plain", bf), ("holed", holed)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", img)
+        res = detect(open_acquisition(tmp_path / f"{name}.tif"), model, tile=512,
+                     out=tmp_path / f"{name}.zarr")  # fmt: skip
+        tables.append(res.table)
+    plain, holed_t = tables
+    far = plain[(plain["x0"] > 60) | (plain["y0"] > 60)]
+    assert len(far) > 5
+    assert len(holed_t[(holed_t["x0"] > 60) | (holed_t["y0"] > 60)]) == len(far)

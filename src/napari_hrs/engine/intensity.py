@@ -22,7 +22,9 @@ class IntensityRange:
     """A linear map from raw intensities to the 0..255 model scale.
 
     ``low`` maps to 0 and ``high`` to 255; values outside are kept (clipped to [-64, 319]) so
-    bright halos and dark debris keep their contrast.
+    bright halos and dark debris keep their contrast. Pixels without a value (NaN in float
+    data, e.g. masked or stitched-out regions) become mid-scale (127.5), +inf / -inf the clip
+    limits: one NaN would otherwise spread through the network and void the whole tile.
     """
 
     low: float
@@ -32,6 +34,8 @@ class IntensityRange:
         """Return ``image`` (any shape, any numeric dtype) as float32 on the 0..255 scale."""
         scale = 255.0 / max(self.high - self.low, 1e-6)
         out = (np.asarray(image, dtype=np.float32) - np.float32(self.low)) * np.float32(scale)
+        if out.dtype.kind == "f" and not np.isfinite(out).all():
+            np.nan_to_num(out, copy=False, nan=127.5, posinf=319.0, neginf=-64.0)
         return np.clip(out, -64.0, 319.0, out=out)
 
     @classmethod

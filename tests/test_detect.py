@@ -305,3 +305,21 @@ def test_tiles_that_hit_the_detection_cap_are_reported(scene, tmp_path):
                         out=tmp_path / "capped.zarr")  # fmt: skip
     assert len(capped.table) == 10 < len(discs)
     assert capped.metadata["stats"]["tiles_at_detection_cap"] == 1
+
+
+def test_a_truncated_file_is_reported_with_its_name_and_leaves_no_result(scene, tmp_path):
+    import tifffile
+
+    from napari_hrs.io import open_acquisition
+
+    img, _, _ = scene
+    path = tmp_path / "cut short.tif"
+    tifffile.imwrite(path, img.astype(np.uint16), rowsperstrip=16)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])  # the header survives, most strips do not
+    acq = open_acquisition(path, channels={"brightfield": 0})
+    with pytest.raises(
+        AcquisitionError, match=r"cut short\.tif: cannot read the brightfield pixels"
+    ):
+        detect(acq, FakeDiscModel(), tile=128, out=tmp_path / "r.zarr")
+    assert not (tmp_path / "r.zarr").exists()

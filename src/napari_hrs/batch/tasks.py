@@ -139,7 +139,7 @@ def predict_tiles(job: TileJob) -> list[TileOutput]:
     if tuple(int(s) for s in channel.shape) != tuple(job.shape):
         raise ValueError(f"{job.path}: the brightfield channel is {tuple(channel.shape)} but was "
                          f"{tuple(job.shape)} when the batch was planned; the file changed")  # fmt: skip
-    reader = TileReader(channel, job.intensity, job.scale)
+    reader = TileReader(channel, job.intensity, job.scale, job.path)
     images = reader.load(list(job.tiles))
     dets = predictor.predict(images)
     out = []

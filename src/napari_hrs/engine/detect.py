@@ -21,8 +21,9 @@ import threading
 import time
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +35,7 @@ from napari_hrs.engine.intensity import IntensityRange, estimate_range
 from napari_hrs.engine.masks import paste_mask
 from napari_hrs.engine.results import DetectionResult, ResultWriter, read_detection_result
 from napari_hrs.engine.tiling import Instance, Stitcher, Tile, TileGrid
-from napari_hrs.errors import AcquisitionError
+from napari_hrs.errors import AcquisitionError, HRSError
 
 __all__ = [
     "RESAMPLE_TOLERANCE",
@@ -63,6 +64,20 @@ def default_overlap(max_object_size_px: float | None) -> int:
     return int(math.ceil(size)) + 2 * OVERLAP_MARGIN
 
 
+@contextmanager
+def reading(source: Any, where: str) -> Iterator[None]:
+    """Re-raise any error of the reader libraries while the brightfield pixels ``where`` of the
+    file ``source`` are read as an :class:`AcquisitionError` naming both (a truncated or
+    corrupted file fails when its pixels are read, not when it is opened)."""
+    try:
+        yield
+    except HRSError:  # ours already names what is wrong (a missing channel...)
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever tifffile / zarr / imageio raise
+        raise AcquisitionError(f"{source}: cannot read the brightfield pixels of {where} (a "
+                               f"truncated or corrupted file?): {exc}") from exc  # fmt: skip
+
+
 def intensity_range(acq: Any, level: int = 0, max_pixels: int = 4_000_000) -> IntensityRange:
     """One intensity range for the whole brightfield channel, from a low-resolution level.
 
@@ -70,6 +85,11 @@ def intensity_range(acq: Any, level: int = 0, max_pixels: int = 4_000_000) -> In
     without such a level (no pyramid), a regular grid of small windows is read instead, so a
     whole slide is never loaded.
     """
+    with reading(acq.path, "the sample for the intensity range"):
+        return _intensity_range(acq, level, max_pixels)
+
+
+def _intensity_range(acq: Any, level: int, max_pixels: int) -> IntensityRange:
     n = len(acq.levels)
     candidates = [lv for lv in range(level, n) if math.prod(acq.levels[lv].shape[1:]) <= 4 * max_pixels]  # fmt: skip
     if candidates:
@@ -104,10 +124,14 @@ def resolve_output(acq: Any, out: str | Path | None, name: str) -> tuple[Path, P
 
 class TileReader:
     """Read, normalise (one :class:`IntensityRange` for the whole image) and resample tiles of a
-    lazy ``(Y, X)`` channel; counts the tiles held in memory."""
+    lazy ``(Y, X)`` channel; counts the tiles held in memory. A tile whose pixels cannot be read
+    (a truncated or corrupted file) raises an :class:`AcquisitionError` naming ``source`` (the
+    file) and the tile's pixel rows / columns."""
 
-    def __init__(self, channel: Any, rng: IntensityRange, scale: float) -> None:
-        self.channel, self.rng, self.scale = channel, rng, scale
+    def __init__(
+        self, channel: Any, rng: IntensityRange, scale: float, source: Any = "image"
+    ) -> None:
+        self.channel, self.rng, self.scale, self.source = channel, rng, scale, source
         self.lock = threading.Lock()
         self.held = 0
         self.max_held = 0
@@ -117,9 +141,10 @@ class TileReader:
         t0 = time.perf_counter()
         out = []
         for t in tiles:
-            raw = np.asarray(
-                self.channel[t.y0 : t.y1, t.x0 : t.x1].compute(scheduler="synchronous")
-            )
+            with reading(self.source, f"rows {t.y0}:{t.y1}, columns {t.x0}:{t.x1}"):
+                raw = np.asarray(
+                    self.channel[t.y0 : t.y1, t.x0 : t.x1].compute(scheduler="synchronous")
+                )
             img = self.rng.apply(raw)
             if self.scale != 1.0:
                 img = _resize(img, self.scale)
@@ -413,7 +438,7 @@ def detect(
                           pixel_size_um=plan.pixel_size_um, chunk=chunk, zarr_format=zarr_format,
                           labels_group=labels_group, overwrite=overwrite, metadata=meta)  # fmt: skip
     output = StitchedOutput(plan.grid, writer, merge_iou=merge_iou)
-    reader = TileReader(acq.channel("brightfield", level), plan.intensity, plan.scale)
+    reader = TileReader(acq.channel("brightfield", level), plan.intensity, plan.scale, acq.path)
     grid = plan.grid
     batches = [grid.tiles[i : i + predictor.batch_size] for i in range(0, len(grid), predictor.batch_size)]  # fmt: skip
     timing = {"predict_s": 0.0}

@@ -34,7 +34,7 @@ class IntensityRange:
         """Return ``image`` (any shape, any numeric dtype) as float32 on the 0..255 scale."""
         scale = 255.0 / max(self.high - self.low, 1e-6)
         out = (np.asarray(image, dtype=np.float32) - np.float32(self.low)) * np.float32(scale)
-        if out.dtype.kind == "f" and not np.isfinite(out).all():
+        if not np.isfinite(out).all():
             np.nan_to_num(out, copy=False, nan=127.5, posinf=319.0, neginf=-64.0)
         return np.clip(out, -64.0, 319.0, out=out)
 

@@ -323,3 +323,31 @@ def test_a_truncated_file_is_reported_with_its_name_and_leaves_no_result(scene, 
     ):
         detect(acq, FakeDiscModel(), tile=128, out=tmp_path / "r.zarr")
     assert not (tmp_path / "r.zarr").exists()
+
+
+def test_output_never_replaces_the_input_or_a_folder_that_is_not_a_result(scene, tmp_path):
+    import tifffile
+
+    from napari_hrs.io import open_acquisition
+
+    img, _, _ = scene
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    path = folder / "slide.tif"
+    tifffile.imwrite(path, img.astype(np.uint16))
+    data = path.read_bytes()
+    acq = open_acquisition(path, channels={"brightfield": 0})
+    for out in (path, folder, tmp_path):
+        with pytest.raises(AcquisitionError, match="is the input image"):
+            detect(acq, FakeDiscModel(), out=out, overwrite=True)
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not a napari-hrs detection result"):
+        detect(acq, FakeDiscModel(), out=user, overwrite=True)
+    with pytest.raises(AcquisitionError, match="one path component"):
+        detect(acq, FakeDiscModel(), name="../0")
+    assert path.read_bytes() == data and (user / "notes.txt").read_text() == "keep"
+    first = detect(acq, FakeDiscModel(), out=tmp_path / "r.zarr")
+    again = detect(acq, FakeDiscModel(), out=tmp_path / "r.zarr", overwrite=True)  # a result
+    assert len(again.table) == len(first.table) > 0

@@ -111,3 +111,16 @@ def test_cli_user_errors_are_one_line(scene, capsys, extra, labels, message):
     err = capsys.readouterr().err
     assert rc == 2 and message in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("target", ["img.tif", "lab.tif", "."])
+@pytest.mark.parametrize("option", ["--out", "--summary-json"])
+def test_cli_outputs_never_replace_the_inputs(scene, capsys, target, option):
+    tmp, _, _ = scene
+    before = {p: (tmp / p).read_bytes() for p in ("img.tif", "lab.tif")}
+    out = [] if option == "--out" else ["--out", str(tmp / "ok.csv")]
+    rc = main(["quantify", str(tmp / "img.tif"), str(tmp / "lab.tif"), *out, option,
+               str(tmp / target), "-q", "--channels", "PNA=0,brightfield=1,PRM1=2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and ("would replace the input" in err or "is a directory" in err), err
+    assert {p: (tmp / p).read_bytes() for p in before} == before

@@ -211,6 +211,16 @@ def run(args: argparse.Namespace) -> int:
     from napari_hrs.io import open_acquisition
     from napari_hrs.markers import call_markers, format_summary, quantify_acquisition, summarize
 
+    for opt, dest in (("--out", args.out), ("--summary-json", args.summary_json)):
+        if dest is None:
+            continue
+        dest = Path(dest).expanduser().resolve()
+        for src in (args.image, args.labels):
+            src = Path(src).expanduser().resolve()
+            if dest == src or dest in src.parents:
+                raise CLIError(f"{opt} {dest} would replace the input {src}; choose another path")
+        if dest.is_dir():
+            raise CLIError(f"{opt} {dest} is a directory; pass a file path (e.g. cells.csv)")
     ring = _parse_ring(args.ring)
     markers = [m.strip() for m in args.markers.split(",") if m.strip()]
     manual = {"PRM1": args.threshold_prm1, "PNA": args.threshold_pna}

@@ -106,7 +106,15 @@ def _intensity_range(acq: Any, level: int, max_pixels: int) -> IntensityRange:
 def resolve_output(acq: Any, out: str | Path | None, name: str) -> tuple[Path, Path | None, int]:
     """(result path, labels group of the image or None, zarr format)."""
     if out is not None:
-        return Path(out).expanduser(), None, 3
+        target = Path(out).expanduser()
+        source = Path(str(acq.path)).expanduser().resolve()
+        if target.resolve() == source or target.resolve() in source.parents:
+            raise AcquisitionError(f"out={str(out)!r} is the input image {acq.path} or a folder "
+                                   "holding it; choose another output path")  # fmt: skip
+        return target, None, 3
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise AcquisitionError(f"name={name!r}: a label image name is one path component "
+                               "(letters, digits, '-', '_'), not a path")  # fmt: skip
     fmt = str(getattr(acq, "format", "") or "")
     if not fmt.startswith("ome-zarr"):
         raise AcquisitionError(
@@ -423,6 +431,10 @@ def detect(
     if target.exists() and not overwrite:  # before the (slow) model load
         raise FileExistsError(f"{target} exists; pass overwrite=True (CLI: --overwrite) or "
                               "another output path")  # fmt: skip
+    if target.exists() and labels_group is None and not (target / "run.json").is_file():
+        raise FileExistsError(f"{target} exists and is not a napari-hrs detection result (no "
+                              "run.json); overwrite only replaces results: remove it yourself or "
+                              "choose another output path")  # fmt: skip
     if isinstance(model, Predictor):
         predictor = model
     else:

@@ -134,6 +134,38 @@ def test_cli_errors_and_overwrite(tmp_path, capsys):
     assert "size 'ax'" in capsys.readouterr().err
 
 
+def test_overwrite_replaces_only_a_previous_synthetic_output(tmp_path, capsys):
+    """--overwrite once deleted whatever the output path named (a user's folder or file)."""
+    from napari_hrs.cli import main
+
+    mine = tmp_path / "my_data"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    afile = tmp_path / "my_table.csv"
+    afile.write_text("a,b\n1,2\n")
+    acq = ["--size", "64", "--chunk", "32", "--quiet", "--overwrite"]
+    coco = ["--coco", "--n-images", "3", "--image-size", "32", "--quiet", "--overwrite"]
+    for target in (mine, afile):
+        for extra in (acq, coco):
+            assert main(["synth", str(target), *extra]) == 2
+            assert "remove it yourself" in capsys.readouterr().err or target == afile
+    assert (mine / "notes.txt").read_text() == "keep me" and sorted(mine.iterdir()) == [
+        mine / "notes.txt"
+    ]
+    assert afile.read_text() == "a,b\n1,2\n"
+    # a COCO export into a non-empty folder without --overwrite is refused, not mixed in
+    assert main(["synth", str(mine), *coco[:-1]]) == 2 and "not empty" in capsys.readouterr().err
+    # previous synthetic outputs are replaced as a whole
+    out, data = tmp_path / "a.ome.zarr", tmp_path / "coco"
+    assert main(["synth", str(out), *acq[:-1]]) == 0
+    assert main(["synth", str(out), *acq]) == 0
+    assert main(["synth", str(data), *coco[:-1]]) == 0
+    (data / "train" / "stale.tif").write_bytes(b"")
+    assert main(["synth", str(data), *coco]) == 0
+    assert not (data / "train" / "stale.tif").exists() and (data / "train.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_cli_writes_coco(tmp_path):
     out = tmp_path / "coco"
     res = subprocess.run(

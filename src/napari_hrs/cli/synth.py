@@ -60,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--workers", type=int, default=None, help="rendering threads (CPU count, at most 4)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous synthetic output (never any other file or folder)")
     p.add_argument("--coco", action="store_true", help="write a COCO dataset instead")
     p.add_argument("--n-images", type=int, default=200, help="COCO: number of images (200)")
     p.add_argument("--image-size", type=int, default=256, help="COCO: image side (256)")
@@ -91,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.coco:
-            if args.out.exists() and any(args.out.glob("*.json")) and not args.overwrite:
-                raise CLIError(f"{args.out} already holds a COCO dataset; pass --overwrite")
             paths = export_coco(
                 args.out,
                 n_images=args.n_images,
@@ -101,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 pixel_size_um=args.pixel_size,
                 splits=splits,
                 density=args.density,
+                overwrite=args.overwrite,
                 progress=progress,
             )
             bar.close()

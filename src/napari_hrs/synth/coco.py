@@ -27,6 +27,7 @@ import numpy as np
 import tifffile
 
 from napari_hrs.errors import Cancelled
+from napari_hrs.io.export._atomic import atomic_target
 from napari_hrs.synth.cells import CELL_TYPES
 from napari_hrs.synth.render import render_region
 from napari_hrs.synth.scene import block_cells, make_scene
@@ -90,6 +91,7 @@ def export_coco(
     pixel_size_um: float = 0.325,
     splits: Sequence[float] = (0.8, 0.1, 0.1),
     density: float = 1.0,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Path]:
@@ -98,7 +100,9 @@ def export_coco(
     Parameters
     ----------
     out_dir : path
-        Output folder (created; existing files of the same names are replaced).
+        Output folder: new, empty, or (with ``overwrite``) a previous synthetic export, which
+        is replaced as a whole. The export is written aside and renamed into place, so a
+        failure or cancel leaves no half-written dataset.
     image_size : int
         Side of each square image, pixels.
     pixel_size_um : float
@@ -108,6 +112,9 @@ def export_coco(
         Fractions of train, val and test images.
     density : float
         Mean density scale (each image varies it by 0.6-1.5x).
+    overwrite : bool
+        Replace ``out_dir`` when it holds a previous synthetic export; any other non-empty
+        folder or a file raises :class:`FileExistsError` and is left untouched.
 
     Returns
     -------
@@ -118,62 +125,90 @@ def export_coco(
         raise ValueError(
             f"n_images ({n_images}) must be >= 1 and image_size ({image_size}) >= 16 pixels"
         )
-    out = Path(out_dir)
+    final = Path(out_dir).expanduser().absolute()
+    _check_coco_target(final, overwrite)
     counts = split_counts(n_images, splits)
     order = np.random.default_rng(np.random.SeedSequence([seed, 0xC0C0])).permutation(n_images)
     done = 0
     paths: dict[str, Path] = {}
     start = 0
-    for split, k in zip(SPLITS, counts, strict=True):
-        (out / split).mkdir(parents=True, exist_ok=True)
-        images, anns = [], []
-        for j, idx in enumerate(sorted(order[start : start + k].tolist())):
-            if cancel is not None and cancel():
-                raise Cancelled(f"COCO export to {out} cancelled")
-            scene = make_scene(
-                int(np.random.SeedSequence([seed, idx]).generate_state(1)[0]),
-                (image_size, image_size),
-                pixel_size_um,
-                density,
-                jitter=True,
-            )
-            image, labels = render_region(scene, 0, 0, image_size, image_size)
-            name = f"img_{j:05d}.tif"
-            tifffile.imwrite(out / split / name, image[0])
-            cells = {
-                c.label_id: c
-                for by in range(scene.n_blocks[0])
-                for bx in range(scene.n_blocks[1])
-                for c in block_cells(scene, by, bx)
-            }
-            image_id = j + 1
-            images.append(
-                {
-                    "id": image_id,
-                    "file_name": name,
-                    "width": image_size,
-                    "height": image_size,
-                    "pixel_size_um": round(scene.pixel_size_um, 5),
-                    "scene_index": int(idx),
+    with atomic_target(final, overwrite=True) as out:
+        for split, k in zip(SPLITS, counts, strict=True):
+            (out / split).mkdir(parents=True, exist_ok=True)
+            images, anns = [], []
+            for j, idx in enumerate(sorted(order[start : start + k].tolist())):
+                if cancel is not None and cancel():
+                    raise Cancelled(f"COCO export to {final} cancelled; nothing was written")
+                scene = make_scene(
+                    int(np.random.SeedSequence([seed, idx]).generate_state(1)[0]),
+                    (image_size, image_size),
+                    pixel_size_um,
+                    density,
+                    jitter=True,
+                )
+                image, labels = render_region(scene, 0, 0, image_size, image_size)
+                name = f"img_{j:05d}.tif"
+                tifffile.imwrite(out / split / name, image[0])
+                cells = {
+                    c.label_id: c
+                    for by in range(scene.n_blocks[0])
+                    for bx in range(scene.n_blocks[1])
+                    for c in block_cells(scene, by, bx)
                 }
-            )
-            anns.extend(_annotations(labels, cells, image_id, len(anns) + 1))
-            done += 1
-            if progress is not None:
-                progress(done, n_images)
-        start += k
-        data = {
-            "info": {
-                "description": f"napari-hrs synthetic hRS, split {split}",
-                "seed": seed,
-                "generator_version": GENERATOR_VERSION,
-            },
-            "images": images,
-            "annotations": anns,
-            "categories": categories(),
-        }
-        paths[split] = out / f"{split}.json"
-        tmp = out / f".{split}.json.partial"
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, paths[split])
+                image_id = j + 1
+                images.append(
+                    {
+                        "id": image_id,
+                        "file_name": name,
+                        "width": image_size,
+                        "height": image_size,
+                        "pixel_size_um": round(scene.pixel_size_um, 5),
+                        "scene_index": int(idx),
+                    }
+                )
+                anns.extend(_annotations(labels, cells, image_id, len(anns) + 1))
+                done += 1
+                if progress is not None:
+                    progress(done, n_images)
+            start += k
+            data = {
+                "info": {
+                    "description": f"napari-hrs synthetic hRS, split {split}",
+                    "seed": seed,
+                    "generator_version": GENERATOR_VERSION,
+                },
+                "images": images,
+                "annotations": anns,
+                "categories": categories(),
+            }
+            (out / f"{split}.json").write_text(json.dumps(data))
+            paths[split] = final / f"{split}.json"
     return paths
+
+
+def _is_coco_export(path: Path) -> bool:
+    """True when ``path`` holds a COCO export written by :func:`export_coco`."""
+    for split in SPLITS:
+        try:
+            info = json.loads((path / f"{split}.json").read_text()).get("info", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        if str(info.get("description", "")).startswith("napari-hrs synthetic"):
+            return True
+    return False
+
+
+def _check_coco_target(out: Path, overwrite: bool) -> None:
+    """Refuse to write over a file, a non-empty folder (without ``overwrite``) or a folder that
+    is not a previous export (with it)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; a COCO export is written to a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to "
+                              "replace a previous synthetic export, or choose a new folder")  # fmt: skip
+    if not _is_coco_export(out):
+        raise FileExistsError(f"{out} is not a synthetic COCO export written by napari-hrs "
+                              "synth; overwrite only replaces those: remove it yourself or "
+                              "choose a new folder")  # fmt: skip

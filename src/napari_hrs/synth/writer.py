@@ -119,6 +119,16 @@ def _render_level0(
     return areas
 
 
+def is_synthetic_acquisition(path: str | os.PathLike) -> bool:
+    """True when ``path`` is an OME-Zarr written by :func:`generate_acquisition` (its root
+    group carries the ``napari_hrs_synth`` attributes)."""
+    try:
+        root = zarr.open_group(str(path), mode="r")
+        return isinstance(root.attrs.get("napari_hrs_synth"), dict)
+    except Exception:  # not a zarr group at all (a file, a plain folder, a broken store)
+        return False
+
+
 def generate_acquisition(
     path: str | os.PathLike,
     *,
@@ -150,7 +160,8 @@ def generate_acquisition(
     chunk : int
         Zarr chunk side (pixels); rendering happens one chunk at a time (bounded memory).
     overwrite : bool
-        Replace an existing ``path``.
+        Replace an existing ``path``; only a previous synthetic acquisition is replaced (any
+        other file or folder raises :class:`FileExistsError` and is left untouched).
     workers : int, optional
         Rendering threads (default: the CPU count, at most 4).
     progress, cancel : callable, optional
@@ -188,6 +199,11 @@ def generate_acquisition(
         return None if progress is None else (lambda d, _t: progress(offset + d, total))
 
     path = Path(path)
+    if overwrite and path.exists() and not is_synthetic_acquisition(path):
+        raise FileExistsError(
+            f"{path} exists and is not a synthetic acquisition written by napari-hrs synth; "
+            "overwrite only replaces those: remove it yourself or choose another path"
+        )
     with atomic_target(path, overwrite=overwrite) as tmp:
         root = create_image(
             tmp,

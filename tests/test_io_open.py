@@ -111,6 +111,17 @@ def test_ngff_without_channel_names_gets_default_names(tmp_path):
     assert acq.channel_names == ["C0", "C1", "C2"] and acq.roles == {"brightfield": 1}
 
 
+def test_ngff_dataset_path_naming_a_group_is_a_clear_error(tmp_path):
+    path = write_ngff(tmp_path / "g.ome.zarr", make_data())
+    group = zarr.open_group(path, mode="r+")
+    group.create_group("sub")
+    attrs = group.attrs.asdict()
+    attrs["multiscales"][0]["datasets"][0]["path"] = "sub"
+    group.attrs.update(attrs)
+    with pytest.raises(AcquisitionError, match=r"g.ome.zarr.*'sub' is a group, not an array"):
+        open_acquisition(path)
+
+
 def test_multiscales_with_global_transform_and_translation(tmp_path):
     path = write_ngff(tmp_path / "g.ome.zarr", make_data(), pixel_size_um=1.0)
     group = zarr.open_group(path, mode="r+")

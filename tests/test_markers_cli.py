@@ -101,16 +101,53 @@ def test_cli_labels_of_the_image_itself_and_all_cells(scene, capsys):
         (["--method", "manual", "--threshold-prm1", "3"], None, "--threshold-pna"),
         (["--ring", "2"], None, "GAP,WIDTH"),
         (["--detections", "nope.csv"], None, "nope.csv"),
+        (["--detections", "{tmp}/empty.csv"], None, "empty.csv is not a readable CSV"),
+        ([], "empty.tif", "empty.tif: not a readable TIFF"),
+        ([], "cut.tif", "cut.tif: cannot read the pixels of labels at rows 0-160"),
+        (["--threshold-prm1", "nan"], None, "finite threshold value for PRM1"),
+        (["--threshold-pna", "inf"], None, "finite threshold value for PNA"),
+        (["--method", "background_sd", "--k", "-3"], None, "k = -3.0"),
+        (["--channels", "brightfield=0,brightfield=1"], None, "'brightfield' is given twice"),
     ],
 )
 def test_cli_user_errors_are_one_line(scene, capsys, extra, labels, message):
     tmp, ngff, _ = scene
     tifffile.imwrite(tmp / "small.tif", np.zeros((150, 200), np.uint16))
+    (tmp / "empty.tif").write_bytes(b"")
+    (tmp / "empty.csv").write_text("")
+    whole = (tmp / "lab.tif").read_bytes()
+    (tmp / "cut.tif").write_bytes(whole[: len(whole) // 3])  # header fine, strips missing
     lab = tmp / labels if labels else ngff / "labels" / "cells"
+    extra = [e.format(tmp=tmp) for e in extra]
     rc = main(["quantify", str(ngff), str(lab), "--out", str(tmp / "x.csv"), "-q", *extra])
     err = capsys.readouterr().err
     assert rc == 2 and message in err, err
     assert "Traceback" not in err
+
+
+def test_cli_truncated_image_is_named(scene, capsys):
+    tmp, _, _ = scene
+    whole = (tmp / "img.tif").read_bytes()
+    (tmp / "img_cut.tif").write_bytes(whole[: len(whole) * 2 // 3])
+    rc = main(["quantify", str(tmp / "img_cut.tif"), str(tmp / "lab.tif"), "--out",
+               str(tmp / "x.csv"), "-q", "--channels", "PNA=0,brightfield=1,PRM1=2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "img_cut.tif: cannot read the pixels of channel" in err, err
+
+
+def test_cli_one_marker_reports_only_that_marker(scene, capsys):
+    """--markers PRM1 once reported 'PNA+: 0.0%' and a PNA_positive column of False."""
+    tmp, ngff, truth = scene
+    out, js = tmp / "prm1.csv", tmp / "prm1.json"
+    rc = main(["quantify", str(ngff), str(ngff / "labels" / "cells"), "--out", str(out), "-q",
+               "--markers", "PRM1", "--summary-json", str(js)])  # fmt: skip
+    text = capsys.readouterr().out
+    assert rc == 0 and "PNA not measured" in text and "PNA+:" not in text, text
+    t = pd.read_csv(out)
+    assert "PRM1_positive" in t and "PNA_positive" not in t and "category" not in t
+    s = json.loads(js.read_text())
+    assert s["markers"] == ["PRM1"] and s["n_marker_positive"] == int(t["PRM1_positive"].sum())
+    assert np.isnan(s["fraction_PNA_positive"]) and s["counts"]["neither"] is None
 
 
 @pytest.mark.parametrize("target", ["img.tif", "lab.tif", "."])

@@ -110,7 +110,7 @@ def test_manual_threshold_and_its_errors():
     t = _table([1.0, 10.0, 20.0])
     positive, thr = call_positive(t, "PRM1", "manual", value=10.0)
     assert thr == 10.0 and positive.tolist() == [False, False, True]
-    with pytest.raises(ValueError, match="needs a threshold"):
+    with pytest.raises(ValueError, match="needs a finite threshold"):
         call_positive(t, "PRM1", "manual")
     with pytest.raises(ValueError, match="unknown positivity method"):
         call_positive(t, "PRM1", "kmeans")

@@ -12,8 +12,21 @@ class AcquisitionError(HRSError, ValueError):
     """An image file cannot be used as asked (unknown format, missing channel, bad plane...)."""
 
 
+class PixelReadError(AcquisitionError):
+    """Pixels of an opened image cannot be read (a truncated or corrupted file); ``what`` names
+    the array (``"labels"``, ``"channel 'PRM1'"``)."""
+
+    def __init__(self, message: str, what: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+
+
 class ChannelRoleError(AcquisitionError):
     """A channel role (brightfield, PRM1, PNA) is missing, ambiguous or out of range."""
+
+
+class ParameterError(HRSError, ValueError):
+    """A parameter is out of its range or not one of its choices (the message says which)."""
 
 
 class CheckpointError(HRSError, ValueError):

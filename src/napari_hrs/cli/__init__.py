@@ -31,8 +31,11 @@ def parse_channels(text: str | None) -> dict[str, int | str] | None:
         role, sep, value = item.partition("=")
         if not sep or not role.strip() or not value.strip():
             raise CLIError(f"--channels: {item!r} is not ROLE=INDEX (e.g. brightfield=0,PRM1=2)")
-        v = value.strip()
-        out[role.strip()] = int(v) if v.lstrip("-").isdigit() else v
+        v, role = value.strip(), role.strip()
+        if role in out:
+            raise CLIError(f"--channels: role {role!r} is given twice ({text!r}); name each "
+                           "role once (e.g. brightfield=0,PRM1=2)")  # fmt: skip
+        out[role] = int(v) if v.lstrip("-").isdigit() else v
     return out
 
 

@@ -149,13 +149,19 @@ def open_labels(path: Path) -> tuple[Any, Path]:
         import tifffile
         import zarr
 
-        store = tifffile.imread(path, aszarr=True, level=0)
-        node = zarr.open(store, mode="r")
+        try:
+            store = tifffile.imread(path, aszarr=True, level=0)
+            node = zarr.open(store, mode="r")
+        except Exception as exc:  # noqa: BLE001 - empty, truncated, not a TIFF
+            raise CLIError(f"labels {path}: not a readable TIFF ({exc})") from exc
         return lazy_from_zarr(node if isinstance(node, zarr.Array) else node["0"]), path
     if path.suffix.lower() == ".npy":
         import numpy as np
 
-        return da.from_array(np.load(path, mmap_mode="r")), path
+        try:
+            return da.from_array(np.load(path, mmap_mode="r")), path
+        except Exception as exc:  # noqa: BLE001 - empty, truncated, pickled objects
+            raise CLIError(f"labels {path}: not a readable .npy array ({exc})") from exc
     raise CLIError(f"labels {path}: unsupported format; pass a zarr / NGFF labels folder or TIFF")
 
 
@@ -186,7 +192,10 @@ def join_detections(table: Any, labels: Path, detections: Path | None) -> tuple[
         return table, ""
     if not path.is_file():
         raise CLIError(f"--detections {path}: no such file")
-    det = pd.read_csv(path)
+    try:
+        det = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CLIError(f"detection table {path} is not a readable CSV ({exc})") from exc
     key = "id" if "id" in det.columns else "label_id" if "label_id" in det.columns else None
     if key is None:
         raise CLIError(
@@ -207,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     """Quantify, call, write the table, print the summary."""
     from tqdm import tqdm
 
-    from napari_hrs.errors import HRSError
+    from napari_hrs.errors import HRSError, PixelReadError
     from napari_hrs.io import open_acquisition
     from napari_hrs.markers import call_markers, format_summary, quantify_acquisition, summarize
 
@@ -261,10 +270,15 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         table, note = join_detections(table, labels_at, args.detections)
         summary = summarize(table, hrs_only=not args.all_cells)
+    except PixelReadError as exc:  # truncated / corrupted pixels: name the file
+        raise CLIError(f"{args.labels if exc.what == 'labels' else args.image}: {exc}") from exc
     except HRSError as exc:  # bad file, missing channel, shape mismatch, unknown --measure
         raise CLIError(str(exc)) from exc
     out = table.copy()
     out["category"] = out["category"].astype(str)
+    uncalled = [m for m in ("PRM1", "PNA") if m not in markers]
+    if uncalled:  # a marker not measured has no call, and the categories need both
+        out = out.drop(columns=[*(f"{m}_positive" for m in uncalled), "category"])
     _write_csv(out, args.out)
     if note:
         print(note)

@@ -67,6 +67,12 @@ def parse_multiscale(group: zarr.Group, ms: dict[str, Any], source: Path) -> dic
         levels = [group[str(d["path"])] for d in datasets]
     except (KeyError, TypeError) as exc:
         raise AcquisitionError(f"{source}: NGFF dataset missing from the store ({exc})") from exc
+    for d, lv in zip(datasets, levels, strict=True):
+        if not isinstance(lv, zarr.Array):
+            raise AcquisitionError(
+                f"{source}: NGFF dataset path {d['path']!r} is a group, not an array; the "
+                "multiscales metadata must name the arrays of each resolution level"
+            )
     ndim = levels[0].ndim
     raw_axes = ms.get("axes")
     if raw_axes is None:

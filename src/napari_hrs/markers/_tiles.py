@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_hrs.errors import AcquisitionError
+from napari_hrs.errors import AcquisitionError, HRSError, PixelReadError
 from napari_hrs.io.direct import direct_reader
 from napari_hrs.markers import _kernels
 
@@ -31,6 +31,7 @@ class Source:
     shape: tuple[int, int]
     dtype: np.dtype
     is_dask: bool
+    what: str = "array"
 
     @classmethod
     def of(cls, array: Any, what: str) -> Source:
@@ -51,6 +52,7 @@ class Source:
             shape=(shape[-2], shape[-1]),
             dtype=np.dtype(array.dtype),
             is_dask=hasattr(array, "dask") and hasattr(array, "compute"),
+            what=what,
         )
 
     def lazy(self, ys: slice, xs: slice) -> Any:
@@ -68,11 +70,42 @@ def read_region(
 
     ``pads[0]`` fills the first source (the labels: -1, after casting unsigned labels to a signed
     type when ``signed``), ``pads[1]`` the others. Dask sources are computed together (threaded
-    decompression); several store readers (zarr) are read side by side on threads.
+    decompression); several store readers (zarr) are read side by side on threads. Pixels that
+    cannot be read (a truncated or corrupted file) raise an :class:`AcquisitionError` naming the
+    source and the rows / columns.
     """
     ys, xs = region
     cy = slice(max(ys.start, 0), min(ys.stop, shape[0]))
     cx = slice(max(xs.start, 0), min(xs.stop, shape[1]))
+    try:
+        out = _read(sources, cy, cx)
+    except HRSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever tifffile / zarr / numcodecs raise
+        bad = [s.what for s in sources if not _readable(s, cy, cx)] or [s.what for s in sources]
+        raise PixelReadError(
+            f"cannot read the pixels of {' / '.join(bad)} at rows {cy.start}-{cy.stop}, columns "
+            f"{cx.start}-{cx.stop} (a truncated or corrupted file?): {exc}",
+            what=bad[0],
+        ) from exc
+    if signed:
+        out[0] = _signed_labels(out[0])
+    pad = ((cy.start - ys.start, ys.stop - cy.stop), (cx.start - xs.start, xs.stop - cx.stop))
+    if any(v for p in pad for v in p):
+        out = [np.pad(a, pad, constant_values=pads[0] if i == 0 else pads[1]) for i, a in enumerate(out)]  # fmt: skip
+    return out
+
+
+def _readable(source: Source, cy: slice, cx: slice) -> bool:
+    """Whether ``source`` alone can be read at (cy, cx) (to name the culprit of a failure)."""
+    try:
+        np.asarray(source.lazy(cy, cx))
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _read(sources: list[Source], cy: slice, cx: slice) -> list[np.ndarray]:
     stores = [
         i for i, s in enumerate(sources) if not (s.is_dask or isinstance(s.array, np.ndarray))
     ]
@@ -91,13 +124,7 @@ def read_region(
         done = dask.compute(*[lazies[i] for i in dask_at])
         for i, arr in zip(dask_at, done, strict=True):
             lazies[i] = arr
-    out = [np.asarray(a) for a in lazies]
-    if signed:
-        out[0] = _signed_labels(out[0])
-    pad = ((cy.start - ys.start, ys.stop - cy.stop), (cx.start - xs.start, xs.stop - cx.stop))
-    if any(v for p in pad for v in p):
-        out = [np.pad(a, pad, constant_values=pads[0] if i == 0 else pads[1]) for i, a in enumerate(out)]  # fmt: skip
-    return out
+    return [np.asarray(a) for a in lazies]
 
 
 _POOL: ThreadPoolExecutor | None = None

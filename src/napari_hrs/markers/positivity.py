@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from napari_hrs.errors import ChannelRoleError
+from napari_hrs.errors import ChannelRoleError, ParameterError
 
 __all__ = [
     "CATEGORIES",
@@ -102,7 +102,7 @@ def call_positive(
     method : {"otsu", "background_sd", "manual"}
         See the module docstring.
     k : float
-        Number of ring SDs for ``"background_sd"``.
+        Number of ring SDs for ``"background_sd"`` (finite, >= 0).
     value : float
         The threshold for ``"manual"`` (raw intensity units of ``measure``).
     measure : str
@@ -120,6 +120,11 @@ def call_positive(
     """
     name = f"{marker}_positive"
     if method == "background_sd":
+        if not (np.isfinite(float(k)) and float(k) >= 0):
+            raise ParameterError(
+                f"k = {k!r} for {marker}: the number of ring SDs above the background must be a "
+                "finite number >= 0 (e.g. 3)"
+            )
         excess = _column(table, marker, "mean_bgsub")
         sd = _column(table, marker, "background_sd")
         positive = (excess > float(k) * sd).fillna(False)
@@ -127,17 +132,17 @@ def call_positive(
     values = _column(table, marker, measure)
     if method == "manual":
         if value is None or not np.isfinite(float(value)):
-            raise ValueError(
-                f"method 'manual' needs a threshold value for {marker} (got {value!r}); pass "
+            raise ParameterError(
+                f"method 'manual' needs a finite threshold value for {marker} (got {value!r}); pass "
                 f"value=... (e.g. --threshold-{marker.lower()} 120) or use method 'otsu'."
             )
         threshold = float(value)
     elif method == "otsu":
         if otsu_scale not in OTSU_SCALES:
-            raise ValueError(f"unknown otsu_scale {otsu_scale!r}; use one of {list(OTSU_SCALES)}.")
+            raise ParameterError(f"unknown otsu_scale {otsu_scale!r}; use one of {list(OTSU_SCALES)}.")
         threshold = _otsu(values.to_numpy(dtype=np.float64), marker, otsu_scale)
     else:
-        raise ValueError(f"unknown positivity method {method!r}; use one of {list(METHODS)}.")
+        raise ParameterError(f"unknown positivity method {method!r}; use one of {list(METHODS)}.")
     if np.isfinite(threshold):
         positive = (values > threshold).fillna(False)
     else:

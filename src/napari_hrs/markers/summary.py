@@ -56,8 +56,11 @@ def summarize(
         ``counts`` and ``fractions`` per category (:data:`CATEGORIES`), ``fraction_PRM1_positive``,
         ``fraction_PNA_positive``, ``fraction_both``, ``fraction_neither``,
         ``n_marker_positive`` and ``fraction_marker_positive`` (PRM1+ and/or PNA+: the paper's
-        statistic), and ``thresholds`` (from ``table.attrs``). Fractions are NaN when no cell
-        is counted.
+        statistic), ``markers`` (those called) and ``thresholds`` (from ``table.attrs``).
+        Fractions are NaN when no cell is counted. When only one marker was called (its
+        ``thresholds`` entry alone), the other's fraction and the four categories (which need
+        both) are NaN / None, and ``n_marker_positive`` counts the cells positive for the
+        called marker.
     """
     missing = [c for c in ("PRM1_positive", "PNA_positive") if c not in table.columns]
     if missing:
@@ -74,29 +77,36 @@ def summarize(
         population = f"{class_column} in {sorted(set(table[class_column][keep].astype(str)))}"
     elif hrs_only:
         population += f" (no {class_column!r} column: every labelled cell counted)"
+    thresholds = dict(table.attrs.get("thresholds", {}))
+    called = [m for m in ("PRM1", "PNA") if m in thresholds] or ["PRM1", "PNA"]
     prm1 = rows["PRM1_positive"].to_numpy(dtype=bool)
     pna = rows["PNA_positive"].to_numpy(dtype=bool)
     n = len(rows)
-    counts = {
+    both = len(called) == 2
+    counts: dict[str, int | None] = {
         "PRM1+PNA+": int(np.sum(prm1 & pna)),
         "PRM1+": int(np.sum(prm1 & ~pna)),
         "PNA+": int(np.sum(~prm1 & pna)),
         "neither": int(np.sum(~prm1 & ~pna)),
     }
-    n_pos = n - counts["neither"]
+    if not both:  # a category needs both calls
+        counts = dict.fromkeys(counts)
+    n_pos = int(np.sum((prm1 & ("PRM1" in called)) | (pna & ("PNA" in called))))
+    nan = float("nan")
     return {
         "n_cells": n,
         "n_total": len(table),
         "population": population,
+        "markers": called,
         "counts": {c: counts[c] for c in CATEGORIES},
-        "fractions": {c: _fraction(counts[c], n) for c in CATEGORIES},
-        "fraction_PRM1_positive": _fraction(int(prm1.sum()), n),
-        "fraction_PNA_positive": _fraction(int(pna.sum()), n),
-        "fraction_both": _fraction(counts["PRM1+PNA+"], n),
-        "fraction_neither": _fraction(counts["neither"], n),
+        "fractions": {c: nan if counts[c] is None else _fraction(counts[c], n) for c in CATEGORIES},
+        "fraction_PRM1_positive": _fraction(int(prm1.sum()), n) if "PRM1" in called else nan,
+        "fraction_PNA_positive": _fraction(int(pna.sum()), n) if "PNA" in called else nan,
+        "fraction_both": _fraction(counts["PRM1+PNA+"], n) if both else nan,
+        "fraction_neither": _fraction(counts["neither"], n) if both else nan,
         "n_marker_positive": n_pos,
         "fraction_marker_positive": _fraction(n_pos, n),
-        "thresholds": dict(table.attrs.get("thresholds", {})),
+        "thresholds": thresholds,
     }
 
 
@@ -108,15 +118,19 @@ def format_summary(summary: dict[str, Any]) -> str:
     """The summary as a few lines of text (what the CLI prints)."""
     n = summary["n_cells"]
     lines = [f"cells counted: {n} of {summary['n_total']} ({summary['population']})"]
-    for cat in CATEGORIES:
-        lines.append(f"  {cat:<10} {summary['counts'][cat]:>7}  {_pct(summary['fractions'][cat])}")
+    called = summary.get("markers", ["PRM1", "PNA"])
+    if len(called) == 2:
+        for cat in CATEGORIES:
+            lines.append(f"  {cat:<10} {summary['counts'][cat]:>7}  {_pct(summary['fractions'][cat])}")  # fmt: skip
+        lines.append(
+            f"PRM1+: {_pct(summary['fraction_PRM1_positive'])}   "
+            f"PNA+: {_pct(summary['fraction_PNA_positive'])}"
+        )
+    missing = [m for m in ("PRM1", "PNA") if m not in called]
     lines.append(
-        f"PRM1+: {_pct(summary['fraction_PRM1_positive'])}   "
-        f"PNA+: {_pct(summary['fraction_PNA_positive'])}"
-    )
-    lines.append(
-        f"PRM1+ and/or PNA+: {summary['n_marker_positive']} / {n} = "
+        f"{' and/or '.join(m + '+' for m in called)}: {summary['n_marker_positive']} / {n} = "
         f"{_pct(summary['fraction_marker_positive'])}"
+        + (f"   ({', '.join(missing)} not measured)" if missing else "")
     )
     for m, t in summary["thresholds"].items():
         thr = t.get("threshold", float("nan"))

@@ -252,3 +252,23 @@ def test_cli_batch(acq_dir, tmp_path):
     bad = subprocess.run([*cmd[:5], "--out", str(out), "--tile", "8"], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "--tile must be >= 32" in bad.stderr
+
+
+@pytest.mark.parametrize("address", ["nope://x", "tcp://127.0.0.1:1"])
+def test_unreachable_scheduler_is_a_clear_error(address):
+    """An unreachable scheduler once gave distributed's OSError traceback after 30 s."""
+    from napari_hrs.batch.run import cluster_client
+    from napari_hrs.errors import ClusterError
+
+    with pytest.raises(ClusterError, match=rf"dask scheduler '{address}'.*tcp://host:port"):
+        with cluster_client(address, connect_timeout_s=1.0):
+            pass
+
+
+def test_cli_unreachable_scheduler_is_one_line(acq_dir, tmp_path, capsys):
+    from napari_hrs.cli import main
+
+    rc = main(["batch", str(acq_dir / "b.ome.zarr"), "--out", str(tmp_path / "o"),
+               "--scheduler", "nope://x", "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot connect to the dask scheduler 'nope://x'" in err, err

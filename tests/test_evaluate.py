@@ -139,8 +139,12 @@ def test_no_detections_and_json(tiny, tmp_path):
 
 
 def test_unknown_class_is_an_error(tiny):
+    from napari_hrs.errors import ParameterError
+
     with pytest.raises(DatasetError, match="not categories"):
         evaluate_detections(tiny, [], ["elongated_spermatid"])
+    with pytest.raises(ParameterError, match="choose one of"):
+        evaluate_detections(tiny, [], ["round_spermatid"], target_class="hRS")
 
 
 def test_coco_metrics_without_gt():
@@ -198,6 +202,18 @@ def test_evaluate_runs_a_model_end_to_end(tmp_path):
     assert set(rep.lookalikes) == set(CATS)
     assert (tmp_path / "ev" / "report.json").is_file()
     assert (tmp_path / "ev" / "pr_curve.png").is_file()
+    # bad arguments fail before the inference (it once ran first, then a KeyError)
+    from napari_hrs.errors import ParameterError
+
+    calls.clear()
+    with pytest.raises(ParameterError, match=r"target class 'nope' is not a class of the model"):
+        evaluate(model, data, device="cpu", target_class="nope",
+                 progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ParameterError, match="afile is a file"):
+        evaluate(model, data, device="cpu", out_dir=tmp_path / "afile",
+                 progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    assert calls == [] and (tmp_path / "afile").read_text() == "x"
 
 
 def test_a_cell_is_called_once_by_its_best_class(tiny):

@@ -37,5 +37,9 @@ class DatasetError(HRSError, ValueError):
     """A training / evaluation dataset is malformed."""
 
 
+class ClusterError(HRSError):
+    """A dask scheduler cannot be reached or used (the message names its address)."""
+
+
 class Cancelled(HRSError):
     """A long-running job was cancelled by the user."""

@@ -43,7 +43,7 @@ import pandas as pd
 
 from napari_hrs.batch.inputs import BatchInput, expand_inputs
 from napari_hrs.batch.tasks import TileJob, TileOutput, predict_tiles
-from napari_hrs.errors import Cancelled
+from napari_hrs.errors import Cancelled, ClusterError
 from napari_hrs.io.export._atomic import atomic_target
 
 __all__ = ["BatchResult", "FileOutcome", "cluster_client", "run_batch"]
@@ -128,16 +128,26 @@ def _gpu_count() -> int:
 
 @contextmanager
 def cluster_client(scheduler: str | None = None, local_workers: int | None = None,
-                   gpus_per_worker: int | None = None) -> Iterator[tuple[Any, str, int]]:  # fmt: skip
+                   gpus_per_worker: int | None = None,
+                   connect_timeout_s: float = 30.0) -> Iterator[tuple[Any, str, int]]:  # fmt: skip
     """A ``dask.distributed.Client``: to ``scheduler`` (``tcp://host:port``) when given, else
     to a new ``LocalCluster`` sized to this machine (one worker per GPU when there are GPUs
     and ``gpus_per_worker`` is not 0; else ``local_workers`` or cores // 2 processes, the
-    cores shared out as torch threads). Yields ``(client, device spec, torch threads)``."""
+    cores shared out as torch threads). Yields ``(client, device spec, torch threads)``.
+    A scheduler that does not answer within ``connect_timeout_s`` seconds (or a malformed
+    address) raises :class:`~napari_hrs.errors.ClusterError` naming it."""
     from distributed import Client, LocalCluster
 
     cores = os.cpu_count() or 1
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout=f"{connect_timeout_s}s")
+        except (OSError, ValueError, TypeError) as exc:  # unreachable / malformed address
+            raise ClusterError(
+                f"cannot connect to the dask scheduler {scheduler!r}: {exc}. Check the address "
+                "(tcp://host:port) and that the scheduler runs and is reachable from here, or "
+                "leave out --scheduler to start a local cluster."
+            ) from exc
         device = "cuda" if (gpus_per_worker or 0) > 0 else "auto"
         try:
             yield client, device, None

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from napari_hrs.batch import run_batch
+    from napari_hrs.errors import HRSError
 
     bar = None if args.quiet else tqdm(total=0, unit="tile", desc="batch", file=sys.stderr)
 
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             pixel_size_um=args.pixel_size, marker_method=args.marker_method,
             resume=not args.restart, progress=progress, on_start=on_start,
         )  # fmt: skip
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, HRSError) as exc:  # missing inputs, unreachable scheduler
         raise CLIError(str(exc)) from None
     except KeyboardInterrupt:
         print("\ninterrupted: finished tiles are kept; run the same command to resume",

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from napari_hrs.errors import Cancelled, DatasetError
+from napari_hrs.errors import Cancelled, DatasetError, ParameterError
 from napari_hrs.train.dataset import InstanceDataset, decode_segmentation, encode_mask
 
 __all__ = ["EvalReport", "coco_metrics", "evaluate", "evaluate_detections", "one_call_per_cell"]
@@ -262,6 +262,27 @@ def _called_matches(dataset: InstanceDataset, results: list[dict], target_cat: i
     return pairs, n_called
 
 
+def check_classes(
+    dataset: InstanceDataset, class_names: Sequence[str], target_class: str | None
+) -> str:
+    """The target class, after checking that every model class is a category of ``dataset``
+    and that ``target_class`` (default: the first model class) is a model class."""
+    name_to_id = {v: k for k, v in dataset.categories.items()}
+    missing = [n for n in class_names if n not in name_to_id]
+    if missing:
+        raise DatasetError(
+            f"model classes {missing} are not categories of {dataset.source or 'the dataset'} "
+            f"({sorted(name_to_id)}); evaluate on data annotated with the model's classes"
+        )
+    target = target_class or class_names[0]
+    if target not in class_names:
+        raise ParameterError(
+            f"target class {target!r} is not a class of the model; choose one of "
+            f"{list(class_names)}"
+        )
+    return target
+
+
 def evaluate_detections(
     dataset: InstanceDataset,
     results: list[dict],
@@ -284,14 +305,8 @@ def evaluate_detections(
     score_threshold : results below it are ignored for AP
     operating_threshold : score at or above which a detection counts as a call
     """
+    target = check_classes(dataset, class_names, target_class)
     name_to_id = {v: k for k, v in dataset.categories.items()}
-    missing = [n for n in class_names if n not in name_to_id]
-    if missing:
-        raise DatasetError(
-            f"model classes {missing} are not categories of {dataset.source or 'the dataset'} "
-            f"({sorted(name_to_id)}); evaluate on data annotated with the model's classes"
-        )
-    target = target_class or class_names[0]
     cat_ids = [name_to_id[n] for n in class_names]
     coco = dataset.to_coco()
     gt = dict(coco, categories=[c for c in coco["categories"] if c["id"] in cat_ids])
@@ -391,6 +406,9 @@ def evaluate(
     from napari_hrs.engine.predictor import Predictor
     from napari_hrs.train.dataset import to_channels
 
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ParameterError(f"out_dir {out_dir} is a file; pass a folder for report.json and "
+                             "pr_curve.png")  # fmt: skip
     ds = dataset if isinstance(dataset, InstanceDataset) else InstanceDataset.from_coco(dataset)
     predictor = Predictor(
         model_or_loaded,
@@ -401,6 +419,7 @@ def evaluate(
         engine=engine,
     )
     class_names, in_channels = predictor.class_names, predictor.input_channels
+    check_classes(ds, class_names, target_class)  # before the inference, not after it
     name_to_id = {v: k for k, v in ds.categories.items()}
     cat_ids = [name_to_id.get(n, -1) for n in class_names]
     results: list[dict] = []

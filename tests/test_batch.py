@@ -97,6 +97,26 @@ def test_cluster_run_equals_single_process(acq_dir, single, client, tmp_path):
     assert [f.status for f in again.files] == ["skipped", "skipped"] and again.ok
 
 
+def test_resume_notices_a_replaced_input(acq_dir, single, client, tmp_path):
+    """Resume once trusted an earlier result whatever the input file held now."""
+    import shutil
+
+    from napari_hrs.batch.run import input_stamp
+
+    src = tmp_path / "in" / "x.ome.zarr"
+    shutil.copytree(acq_dir / "b.ome.zarr", src)
+    out = tmp_path / "out"
+    assert run_batch([src], out, client=client, **TILE).files[0].status == "done"
+    stamp = input_stamp(src)
+    assert run_batch([src], out, client=client, **TILE).files[0].status == "skipped"
+    shutil.rmtree(src)
+    shutil.copytree(acq_dir / "a.ome.zarr", src)  # same path, other acquisition
+    assert input_stamp(src) != stamp
+    f = run_batch([src], out, client=client, **TILE).files[0]
+    assert f.status == "done" and f.tiles_reused == 0
+    assert_same_result(Path(f.result), single["a"])
+
+
 def test_resume_skips_finished_tiles(acq_dir, single, client, tmp_path):
     calls = {"n": 0}
 

@@ -82,3 +82,22 @@ def test_batch_zero_is_refused():
                               input=None, out=None, overwrite=False, model="compact")  # fmt: skip
     with pytest.raises(CLIError, match="--batch must be >= 1"):
         _check_args(args)
+
+
+def test_a_stack_needs_z_and_detects_on_that_plane(capsys, tiff, tmp_path):
+    """The stack error asked for z= but the CLI had no way to pass it."""
+    import pandas as pd
+
+    plane = tifffile.imread(tiff)
+    stack = tmp_path / "stack.ome.tif"
+    tifffile.imwrite(stack, np.stack([np.zeros_like(plane), plane]), metadata={"axes": "ZYX"})
+    status, err = _main(capsys, stack, "--out", tmp_path / "s.zarr", "--pixel-size", "0.325")
+    assert status == 2 and "Z=2" in err and "--z N" in err, err
+    px = ("--pixel-size", "0.325", "-q")
+    status, err = _main(capsys, stack, "--out", tmp_path / "s.zarr", "--z", "1", *px)
+    assert status == 0, err
+    status, err = _main(capsys, tiff, "--out", tmp_path / "p.zarr", *px)
+    assert status == 0, err
+    a = pd.read_csv(tmp_path / "s.zarr" / "detections.csv")
+    b = pd.read_csv(tmp_path / "p.zarr" / "detections.csv")
+    assert a.drop(columns="score").equals(b.drop(columns="score"))

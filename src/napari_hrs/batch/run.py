@@ -68,6 +68,7 @@ class FileOutcome:
     n_detections: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    stamp: str = ""  # the input's size / modification time when it was read (see input_stamp)
 
     def row(self) -> dict[str, Any]:
         """One flat row of ``summary.csv``."""
@@ -245,6 +246,37 @@ class _FileJob:
     t0: float = 0.0
 
 
+#: zarr metadata files whose change means a replaced or rewritten store
+_ZARR_META = (".zattrs", ".zgroup", ".zarray", "zarr.json")
+
+
+def input_stamp(path: str | os.PathLike) -> str:
+    """A fingerprint of an input that changes when it is replaced or rewritten: size and
+    modification time (ns) of a file; for a folder (zarr), its inode and modification time
+    and those of its metadata files and of its first-level entries' metadata. Empty when the
+    path cannot be read (then resume never trusts an earlier result)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    if not path.is_dir():
+        return f"f{st.st_size}:{st.st_mtime_ns}"
+    parts = [f"d{st.st_ino}:{st.st_mtime_ns}"]
+    try:
+        children = sorted(path.iterdir())
+    except OSError:
+        return ""
+    for entry in [path, *(c for c in children if c.is_dir())]:
+        for meta in _ZARR_META:
+            try:
+                m = (entry / meta).stat()
+            except OSError:
+                continue
+            parts.append(f"{entry.name}/{meta}:{m.st_size}:{m.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
 def _params_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -273,6 +305,7 @@ def run_batch(
     max_detections: int | None = None,
     channels: dict[str, int | str] | None = None,
     pixel_size_um: float | None = None,
+    plane: dict[str, int | str | None] | None = None,
     level: int = 0,
     resample: bool = True,
     merge_iou: float = 0.5,
@@ -309,11 +342,16 @@ def run_batch(
         ``batch`` tiles.
     channels, pixel_size_um
         Channel roles and pixel size (µm) for :func:`napari_hrs.io.open_acquisition`.
+    plane : dict, optional
+        ``scene`` / ``t`` / ``z`` for :func:`napari_hrs.io.open_acquisition` (the same for every
+        input), to pick a series or a plane of multi-scene files and stacks.
     marker_method, ring_px
         Marker calls, as :func:`napari_hrs.pipeline.run_pipeline`.
     resume : bool
         Skip acquisitions finished by an earlier run into ``out`` with the same parameters and
-        reuse their finished tiles. ``False`` recomputes everything (results are replaced).
+        reuse their finished tiles, unless the input file was replaced or rewritten since
+        (:func:`input_stamp`: size and modification time). ``False`` recomputes everything
+        (results are replaced).
     progress : callable, optional
         ``progress(tiles_done, tiles_total)`` over all acquisitions.
     cancel : callable, optional
@@ -337,10 +375,11 @@ def run_batch(
     # the client-side copy gives the plan (pixel size, object size) and the provenance
     local = Predictor(model, device="cpu", score_threshold=score_threshold,
                       max_detections=max_detections, batch_size=batch)  # fmt: skip
+    plane = {k: v for k, v in (plane or {}).items() if v is not None} or None
     params = {"model": model, "config_hash": config_hash(local.cfg), "tile": tile,
               "overlap": overlap, "batch": batch, "score_threshold": score_threshold,
               "max_detections": max_detections, "channels": channels,
-              "pixel_size_um": pixel_size_um, "level": level, "resample": resample,
+              "pixel_size_um": pixel_size_um, "plane": plane, "level": level, "resample": resample,
               "merge_iou": merge_iou, "marker_method": marker_method,
               "ring_px": list(ring_px)}  # fmt: skip
     key = _params_key(params)
@@ -359,21 +398,24 @@ def run_batch(
         outcome = FileOutcome(item.name, str(item.path), result=str(out / f"{item.name}.zarr"))
         jobs.append(_FileJob(item, outcome))
         prev = manifest["files"].get(item.name, {})
+        outcome.stamp = input_stamp(item.path)
         if (resume and prev.get("status") == "done" and prev.get("path") == str(item.path)
+                and prev.get("stamp") == outcome.stamp
                 and _result_complete(Path(outcome.result))):  # fmt: skip
             outcome.status = "skipped"
             outcome.n_detections = int(prev.get("n_detections", 0))
             outcome.summary = prev.get("summary", {})
             outcome.tiles_total = int(prev.get("tiles_total", 0))
             continue
-        _plan(jobs[-1], out, key, channels, pixel_size_um, local, plan_detection,
+        _plan(jobs[-1], out, key, channels, pixel_size_um, plane, local, plan_detection,
               dict(tile=tile, overlap=overlap, level=level, resample=resample), resume)  # fmt: skip
 
     def save_manifest() -> None:
         for j in jobs:
             o = j.outcome
             manifest["files"][o.name] = {
-                "path": o.path, "status": "done" if o.status == "skipped" else o.status,
+                "path": o.path, "stamp": o.stamp,
+                "status": "done" if o.status == "skipped" else o.status,
                 "result": o.result, "reason": o.reason, "tiles_total": o.tiles_total,
                 "n_detections": o.n_detections, "summary": o.summary,
                 "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -399,7 +441,7 @@ def run_batch(
             if on_start is not None:
                 on_start(cl)
             result.cancelled = _drive(cl, active, device or dev, thr, model, score_threshold,
-                                      max_detections, batch, channels, pixel_size_um, local,
+                                      max_detections, batch, channels, pixel_size_um, plane, local,
                                       merge_iou, marker_method, ring_px, save_manifest,
                                       progress, cancel, done_tiles, total)  # fmt: skip
     save_manifest()
@@ -417,7 +459,7 @@ def _client_for(client, scheduler, local_workers, gpus_per_worker):  # noqa: ANN
         yield got
 
 
-def _plan(job: _FileJob, out: Path, key: str, channels, pixel_size_um, predictor,  # noqa: ANN001
+def _plan(job: _FileJob, out: Path, key: str, channels, pixel_size_um, plane, predictor,  # noqa: ANN001
           plan_detection, plan_kwargs: dict, resume: bool) -> None:  # noqa: ANN001  # fmt: skip
     from napari_hrs.io import open_acquisition
 
@@ -425,13 +467,13 @@ def _plan(job: _FileJob, out: Path, key: str, channels, pixel_size_um, predictor
     job.t0 = time.perf_counter()
     try:
         job.acq = open_acquisition(job.item.path, channels=channels, strict=False,
-                                   pixel_size_um=pixel_size_um)  # fmt: skip
+                                   pixel_size_um=pixel_size_um, **(plane or {}))  # fmt: skip
         job.plan = plan_detection(job.acq, predictor, **plan_kwargs)
     except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
         o.status, o.reason = "failed", _reason(exc)
         return
     o.tiles_total = len(job.plan.grid)
-    spool_key = f"{key}:{job.plan.intensity.low!r}:{job.plan.intensity.high!r}"
+    spool_key = f"{key}:{o.stamp}:{job.plan.intensity.low!r}:{job.plan.intensity.high!r}"
     job.spool = _Spool(out, o.name, spool_key)
     if not resume:
         job.spool.remove()
@@ -447,7 +489,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _drive(client, active: list[_FileJob], device, threads, model, score_threshold,  # noqa: ANN001, PLR0913
-           max_detections, batch, channels, pixel_size_um, predictor, merge_iou, marker_method,
+           max_detections, batch, channels, pixel_size_um, plane, predictor, merge_iou,
+           marker_method,
            ring_px, save_manifest, progress, cancel, done_tiles, total) -> bool:  # noqa: ANN001  # fmt: skip
     """Submit the pending tiles, spool results as they come, finish acquisitions; True when
     cancelled."""
@@ -465,7 +508,8 @@ def _drive(client, active: list[_FileJob], device, threads, model, score_thresho
                          shape=j.plan.shape, tiles=tuple(group), scale=j.plan.scale,
                          intensity=j.plan.intensity, model=model, device=device,
                          score_threshold=score_threshold, max_detections=max_detections,
-                         batch=batch, threads=threads, pixel_size_um=pixel_size_um)  # fmt: skip
+                         batch=batch, threads=threads, pixel_size_um=pixel_size_um,
+                         plane=plane, stamp=j.outcome.stamp)  # fmt: skip
             fut = client.submit(predict_tiles, tj, key=f"hrs-tiles-{j.outcome.name}-{g}-"
                                 f"{os.getpid()}-{id(j)}", retries=2, pure=False)  # fmt: skip
             j.futures.append(fut)

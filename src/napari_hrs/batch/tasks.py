@@ -53,6 +53,8 @@ class TileJob:
     batch: int = 4
     threads: int | None = None
     pixel_size_um: float | None = None
+    plane: dict | None = None  # scene / t / z for open_acquisition
+    stamp: str = ""  # the input's fingerprint (batch.run.input_stamp): a new one reopens it
 
 
 @dataclass
@@ -107,16 +109,20 @@ def worker_predictor(model: str, device: str, score_threshold: float,
         return pred
 
 
-def _acquisition(path: str, channels: dict | None, pixel_size_um: float | None) -> Any:
+def _acquisition(path: str, channels: dict | None, pixel_size_um: float | None,
+                 plane: dict | None = None, stamp: str = "") -> Any:  # fmt: skip
     from napari_hrs.io import open_acquisition
 
-    key = (path, tuple(sorted((channels or {}).items())), pixel_size_um, os.getpid())
+    plane = {k: v for k, v in (plane or {}).items() if v is not None}
+    key = (path, tuple(sorted((channels or {}).items())), pixel_size_um,
+           tuple(sorted(plane.items())), stamp, os.getpid())  # fmt: skip
     with _LOCK:
         acq = _ACQUISITIONS.get(key)
         if acq is not None:
             _ACQUISITIONS.move_to_end(key)
             return acq
-    acq = open_acquisition(path, channels=channels, strict=False, pixel_size_um=pixel_size_um)
+    acq = open_acquisition(path, channels=channels, strict=False, pixel_size_um=pixel_size_um,
+                           **plane)  # fmt: skip
     with _LOCK:
         _ACQUISITIONS[key] = acq
         while len(_ACQUISITIONS) > _MAX_OPEN:
@@ -134,7 +140,7 @@ def predict_tiles(job: TileJob) -> list[TileOutput]:
 
     predictor = worker_predictor(job.model, job.device, job.score_threshold, job.max_detections,
                                  job.batch, job.threads)  # fmt: skip
-    acq = _acquisition(job.path, job.channels, job.pixel_size_um)
+    acq = _acquisition(job.path, job.channels, job.pixel_size_um, job.plane, job.stamp)
     channel = acq.channel("brightfield", job.level)
     if tuple(int(s) for s in channel.shape) != tuple(job.shape):
         raise ValueError(f"{job.path}: the brightfield channel is {tuple(channel.shape)} but was "

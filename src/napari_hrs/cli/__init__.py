@@ -39,6 +39,22 @@ def parse_channels(text: str | None) -> dict[str, int | str] | None:
     return out
 
 
+def add_plane_options(p: argparse.ArgumentParser) -> None:
+    """``--scene``, ``--z``, ``--t``: which series and plane of a multi-scene file or a stack."""
+    p.add_argument("--scene", default=None,
+                   help="image series / scene of a multi-scene file: index or name (default 0)")  # fmt: skip
+    p.add_argument("--z", type=int, default=None, help="Z plane of a stack (0-based)")
+    p.add_argument("--t", type=int, default=None, help="time point of a time series (0-based)")
+
+
+def plane_options(args: argparse.Namespace) -> dict[str, int | str | None]:
+    """The ``scene`` / ``t`` / ``z`` keywords of :func:`napari_hrs.io.open_acquisition`."""
+    scene = getattr(args, "scene", None)
+    if isinstance(scene, str) and scene.strip().isdigit():
+        scene = int(scene)
+    return {"scene": scene, "t": getattr(args, "t", None), "z": getattr(args, "z", None)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from napari_hrs import __version__
 

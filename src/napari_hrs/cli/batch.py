@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_hrs.cli import CLIError, parse_channels
+from napari_hrs.cli import CLIError, add_plane_options, parse_channels, plane_options
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -53,6 +53,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--channels", default=None,
                    help="channel roles ROLE=INDEX or ROLE=NAME, e.g. brightfield=0,PRM1=2,PNA=1")  # fmt: skip
     p.add_argument("--pixel-size", type=float, default=None, help="pixel size in µm")
+    add_plane_options(p)
     p.add_argument("--marker-method", default="otsu", choices=("otsu", "background_sd"),
                    help="marker positivity call (otsu)")  # fmt: skip
     p.add_argument("--restart", action="store_true",
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             local_workers=args.local_workers, gpus_per_worker=args.gpus_per_worker,
             device=args.device, tile=args.tile, overlap=args.overlap, batch=args.batch,
             score_threshold=args.score_threshold, channels=parse_channels(args.channels),
-            pixel_size_um=args.pixel_size, marker_method=args.marker_method,
+            pixel_size_um=args.pixel_size, plane=plane_options(args),
+            marker_method=args.marker_method,
             resume=not args.restart, progress=progress, on_start=on_start,
         )  # fmt: skip
     except (FileNotFoundError, HRSError) as exc:  # missing inputs, unreachable scheduler

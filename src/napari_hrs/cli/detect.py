@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_hrs.cli import CLIError, parse_channels
+from napari_hrs.cli import CLIError, add_plane_options, parse_channels, plane_options
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,6 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "(default: from the channel names)")  # fmt: skip
     p.add_argument("--pixel-size", type=float, default=None,
                    help="pixel size in µm (overrides / supplies the file's)")  # fmt: skip
+    add_plane_options(p)
     p.add_argument("--level", type=int, default=0, help="pyramid level to detect on (0)")
     p.add_argument("--no-resample", action="store_true",
                    help="do not resample tiles to the model's pixel size")  # fmt: skip
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         acq = open_acquisition(args.input, channels=parse_channels(args.channels),
-                               pixel_size_um=args.pixel_size)  # fmt: skip
+                               pixel_size_um=args.pixel_size, **plane_options(args))  # fmt: skip
         if args.level >= acq.n_levels or args.level < 0:
             raise CLIError(f"{args.input}: no level {args.level}; it has {acq.n_levels} level(s)")
         if args.in_image and not acq.format.startswith("ome-zarr"):

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from napari_hrs.cli import CLIError, parse_channels
+from napari_hrs.cli import CLIError, add_plane_options, parse_channels, plane_options
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -58,6 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="value thresholded by otsu / manual (mean_bgsub, mean, median, sbr...)")  # fmt: skip
     p.add_argument("--ring", default="2,6", help="background ring GAP,WIDTH in pixels (2,6)")
     p.add_argument("--tile", type=int, default=2048, help="tile edge in pixels (2048)")
+    add_plane_options(p)
     p.add_argument("--level", type=int, default=0, help="pyramid level of the image (0)")
     p.add_argument("--detections", type=Path, default=None,
                    help="detection table (CSV with id, class_name, score); default: the CSV "
@@ -242,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
             + " ".join(f"--threshold-{m.lower()} VALUE" for m in lacking)
         )
     try:
-        acq = open_acquisition(args.image, channels=parse_channels(args.channels), strict=False)
+        acq = open_acquisition(args.image, channels=parse_channels(args.channels), strict=False,
+                               **plane_options(args))  # fmt: skip
         labels, labels_at = open_labels(args.labels)
         img_shape = tuple(acq.levels[args.level].shape[-2:]) if args.level < acq.n_levels else None
         if img_shape is None:

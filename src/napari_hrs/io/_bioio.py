@@ -50,7 +50,7 @@ def open_bioio(path: Path, scene: int | str | None = None, reader: Any = None) -
         else:
             raise AcquisitionError(
                 f"{path}: scene {scene!r} not found; the file has scenes {scenes}; "
-                f"pass scene=<0..{len(scenes) - 1}> or a name"
+                f"pass scene=<0..{len(scenes) - 1}> or a name (--scene on the command line)"
             )
     levels = []
     for level in img.resolution_levels:

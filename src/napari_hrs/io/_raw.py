@@ -158,7 +158,8 @@ def choose_plane(raw: RawImage, source: Path, t: int | None, z: int | None) -> d
         found = ", ".join(f"{a.upper()}={n}" for a, n in stacks.items())
         hint = " and ".join(f"{a}=<0..{stacks[a] - 1}>" for a in missing)
         raise AcquisitionError(
-            f"{source}: this is a stack ({found}); choose one plane: pass {hint}"
+            f"{source}: this is a stack ({found}); choose one plane: pass {hint} (on the "
+            f"command line: {' '.join(f'--{a} N' for a in missing)})"
         )
     for a, value in asked.items():
         n = sizes.get(a, 1)

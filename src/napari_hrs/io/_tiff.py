@@ -138,7 +138,7 @@ def open_tiff(path: Path, scene: int | str | None = None) -> RawImage:
         else:
             raise AcquisitionError(
                 f"{path}: scene {scene!r} not found; the file has {len(names)} series {names}; "
-                f"pass scene=<0..{len(names) - 1}> or a name"
+                f"pass scene=<0..{len(names) - 1}> or a name (--scene on the command line)"
             )
         series = series_list[idx]
         axes = _axes(series, path)

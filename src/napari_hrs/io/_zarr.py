@@ -124,7 +124,7 @@ def _pick(options: list[str], scene: int | str | None, source: Path, what: str) 
         return scene
     raise AcquisitionError(
         f"{source}: scene {scene!r} not found; the file has {len(options)} {what} {options}; "
-        f"pass scene=<0..{len(options) - 1}> or a name"
+        f"pass scene=<0..{len(options) - 1}> or a name (--scene on the command line)"
     )
 
 

@@ -88,3 +88,19 @@ def test_evaluate_missing_dataset(tmp_path, capsys):
 )
 def test_parse_overrides(item, expected):
     assert parse_overrides([item]) == expected
+
+
+def test_image_root_finds_images_kept_elsewhere(tmp_path, capsys):
+    """The not-found error said 'pass image_root=' with no CLI option to do it."""
+    from napari_hrs.cli import main
+
+    data = write_tiny_coco(tmp_path / "d", n_images=1, size=48)
+    moved = tmp_path / "annotations" / "test.json"
+    moved.parent.mkdir()
+    data.rename(moved)  # the images stay in d/data/
+    assert main(["evaluate", "compact", str(moved), "--device", "cpu"]) == 2
+    assert "--image-root" in capsys.readouterr().err
+    rc = main(["evaluate", "compact", str(moved), "--device", "cpu", "--image-root",
+               str(tmp_path / "d" / "data")])  # fmt: skip
+    out = capsys.readouterr()
+    assert rc == 0 and "AP" in out.out, out.err

@@ -25,6 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "dataset", type=Path, help="COCO JSON (images beside it) or a folder with test.json"
     )
     p.add_argument("--out", type=Path, default=None, help="folder for report.json and pr_curve.png")
+    p.add_argument("--image-root", type=Path, default=None,
+                   help="folder the images' file_name are relative to (default: beside the JSON)")  # fmt: skip
     p.add_argument(
         "--score-threshold",
         type=float,
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_hrs.cli import CLIError
     from napari_hrs.errors import HRSError
+    from napari_hrs.train.dataset import InstanceDataset
     from napari_hrs.train.evaluate import evaluate
 
     data = resolve_dataset(args.dataset, "test")
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
+        if args.image_root is not None:
+            data = InstanceDataset.from_coco(data, image_root=args.image_root)
         report = evaluate(
             args.model,
             data,

@@ -26,6 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (MODEL.pt)")
     p.add_argument("--val", type=Path, default=None, help="validation COCO JSON")
+    p.add_argument("--image-root", type=Path, default=None,
+                   help="folder the images' file_name are relative to (default: beside the JSON)")  # fmt: skip
     p.add_argument(
         "--val-fraction",
         type=float,
@@ -129,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
         val = args.dataset / "val.json"
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     try:
-        train_data = InstanceDataset.from_coco(train_path)
-        val_data = InstanceDataset.from_coco(val) if val is not None else None
+        root = args.image_root
+        train_data = InstanceDataset.from_coco(train_path, image_root=root)
+        val_data = InstanceDataset.from_coco(val, image_root=root) if val is not None else None
         if args.val_fraction:
             train_data, val_data = split_dataset(
                 train_data, args.val_fraction, seed=args.seed, class_names=classes

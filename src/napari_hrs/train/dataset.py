@@ -260,7 +260,7 @@ class InstanceDataset:
                 raise FileNotFoundError(
                     f"{source}: image {im['file_name']!r} (id {iid}) not found under "
                     + ", ".join(str(r) for r in roots)
-                    + "; pass image_root="
+                    + "; pass image_root= (--image-root on the command line)"
                 )
             records.append(
                 ImageRecord(

@@ -120,3 +120,28 @@ def test_layer_data_is_accepted_by_napari(tmp_path):
     assert [type(layer).__name__ for layer in layers] == ["Image"] * 3
     assert [layer.name for layer in layers] == NAMES
     assert layers[0].multiscale and layers[0].scale[-1] == pytest.approx(PIXEL_UM)
+
+
+def test_a_detection_result_opens_as_labels_not_as_an_image(tmp_path):
+    """A RESULT.zarr once opened as a grey image of label ids, and detect ran on it."""
+    import pandas as pd
+
+    from _markers_helpers import write_ngff as write_labels_ngff
+    from napari_hrs._napari.reader import read_paths
+    from napari_hrs.errors import AcquisitionError
+
+    lab = np.zeros((64, 80), np.uint32)
+    lab[5:15, 5:15], lab[30:40, 50:60] = 1, 2
+    res = write_labels_ngff(tmp_path / "RESULT.zarr", None, [], lab)
+    pd.DataFrame({"id": [1, 2], "class_name": ["hRS", "lymphocyte"], "score": [0.9, 0.8]}).to_csv(
+        tmp_path / "RESULT.zarr" / "detections.csv", index=False)  # fmt: skip
+    with pytest.raises(AcquisitionError, match="is a label image"):
+        open_acquisition(res)
+    ((data, kwargs, kind),) = read_paths(str(res))
+    assert kind == "labels" and kwargs["name"] == "RESULT"
+    np.testing.assert_array_equal(np.asarray(data), lab)
+    assert kwargs["features"]["index"].tolist() == [1, 2]
+    assert kwargs["features"]["class_name"].tolist() == ["hRS", "lymphocyte"]
+    # an acquisition still opens as images (and its NGFF labels as labels)
+    img = write_ngff(tmp_path / "img.ome.zarr", make_data())
+    assert {k for _, _, k in read_paths(str(img))} == {"image"}

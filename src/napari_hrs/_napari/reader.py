@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_hrs.io import Acquisition, open_acquisition, plane_sizes, read_labels
 from napari_hrs.io._tiff import is_tiff
-from napari_hrs.io._zarr import is_zarr
+from napari_hrs.io._zarr import is_label_image, is_zarr, open_label_image
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | Path
@@ -56,8 +56,36 @@ def read_paths(path: PathLike | list[PathLike]) -> list[LayerData]:
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     layers: list[LayerData] = []
     for p in paths:
-        layers.extend(acquisition_layers(open_for_viewing(p)))
+        if is_label_image(Path(p)):  # a detection result / NGFF labels: cell ids, not pixels
+            layers.append(label_image_layer(Path(p)))
+        else:
+            layers.extend(acquisition_layers(open_for_viewing(p)))
     return layers
+
+
+def label_image_layer(path: Path) -> LayerData:
+    """A ``labels`` layer for an NGFF label image opened on its own (a detection result
+    ``RESULT.zarr``, ``IMAGE.ome.zarr/labels/NAME``): lazy, multiscale when it has levels,
+    ``scale`` = pixel size in µm when known; a ``detections.csv`` inside becomes its features."""
+    levels, px = open_label_image(path)
+    kwargs: dict[str, Any] = {"name": path.name.removesuffix(".zarr") or path.name,
+                              "multiscale": len(levels) > 1,
+                              "metadata": {"label_image_path": str(path)}}  # fmt: skip
+    if px is not None:
+        kwargs["scale"] = px
+    table = path / "detections.csv"
+    if table.is_file():
+        import pandas as pd
+
+        try:
+            feats = pd.read_csv(table)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            feats = None
+        if feats is not None and "id" in feats.columns:
+            from napari_hrs._widgets._display import features_table
+
+            kwargs["features"] = features_table(feats, "id")
+    return (levels if len(levels) > 1 else levels[0], kwargs, "labels")
 
 
 def open_for_viewing(path: PathLike) -> Acquisition:

@@ -288,6 +288,24 @@ def _result_complete(path: Path) -> bool:
         return False
 
 
+def _local_dask(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with dask's threaded scheduler as the default: the client side of a batch
+    (planning, stitching, quantifying) reads locally, whatever ``distributed.Client`` the
+    process has made its default (a closed one would hang every compute); the tiles go to
+    the cluster through explicit ``client.submit`` calls."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import dask
+
+        with dask.config.set(scheduler="threads"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_local_dask
 def run_batch(
     inputs: list[str | os.PathLike[str]],
     out: str | os.PathLike[str],

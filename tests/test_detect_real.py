@@ -175,3 +175,32 @@ def test_nan_pixels_do_not_void_the_tile(synth, tmp_path):
     far = plain[(plain["x0"] > 60) | (plain["y0"] > 60)]
     assert len(far) > 5
     assert len(holed_t[(holed_t["x0"] > 60) | (holed_t["y0"] > 60)]) == len(far)
+
+
+def test_padding_and_blank_images(synth, tmp_path):
+    """Zero padding around a field (a stitched mosaic) once set the intensity range (the field
+    was squeezed: 42 -> 5 detections on a 512² field in a 1536² frame) and entered the model as
+    black; a constant image gave one red_blood_cell in its corner (the model's reading of an
+    all-black input)."""
+    import tifffile
+
+    from napari_hrs.engine.checkpoint import load_checkpoint
+    from napari_hrs.engine.intensity import PADDING_FRACTION, estimate_range
+
+    acq = open_acquisition(synth[0.325])
+    bf = np.asarray(acq.levels[0][acq.roles["brightfield"]])
+    framed = np.zeros((960, 1200), bf.dtype)
+    framed[320:640, 400:800] = bf  # 1/9 of the pixels hold the field
+    rng, own = estimate_range(framed), estimate_range(bf)
+    assert (rng.low, rng.high) == (own.low, own.high) and rng.padding == 0.0
+    assert own.padding is None  # camera noise: no value covers PADDING_FRACTION of a field
+    assert 0 < PADDING_FRACTION < 1
+    mapped = rng.apply(framed[310:330, 390:410])
+    assert (mapped[:10] == 127.5).all() and (mapped[10:, 10:] != 127.5).any()
+    # a constant image maps to mid-grey, where the bundled model finds nothing
+    flat = np.full((256, 256), 1000, np.uint16)
+    assert estimate_range(flat).apply(flat).max() == 127.5
+    tifffile.imwrite(tmp_path / "flat.tif", flat)
+    res = detect(open_acquisition(tmp_path / "flat.tif"), load_checkpoint(bundled_model_path()),
+                 out=tmp_path / "flat.zarr")  # fmt: skip
+    assert len(res.table) == 0

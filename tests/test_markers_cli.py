@@ -108,6 +108,7 @@ def test_cli_labels_of_the_image_itself_and_all_cells(scene, capsys):
         (["--threshold-pna", "inf"], None, "finite threshold value for PNA"),
         (["--method", "background_sd", "--k", "-3"], None, "k = -3.0"),
         (["--channels", "brightfield=0,brightfield=1"], None, "'brightfield' is given twice"),
+        ([], "intensity.tif", "the labels do not look like cells"),
     ],
 )
 def test_cli_user_errors_are_one_line(scene, capsys, extra, labels, message):
@@ -117,6 +118,7 @@ def test_cli_user_errors_are_one_line(scene, capsys, extra, labels, message):
     (tmp / "empty.csv").write_text("")
     whole = (tmp / "lab.tif").read_bytes()
     (tmp / "cut.tif").write_bytes(whole[: len(whole) // 3])  # header fine, strips missing
+    tifffile.imwrite(tmp / "intensity.tif", tifffile.imread(tmp / "img.tif")[2])  # PRM1 pixels
     lab = tmp / labels if labels else ngff / "labels" / "cells"
     extra = [e.format(tmp=tmp) for e in extra]
     rc = main(["quantify", str(ngff), str(lab), "--out", str(tmp / "x.csv"), "-q", *extra])

@@ -491,7 +491,8 @@ def _plan(job: _FileJob, out: Path, key: str, channels, pixel_size_um, plane, pr
         o.status, o.reason = "failed", _reason(exc)
         return
     o.tiles_total = len(job.plan.grid)
-    spool_key = f"{key}:{o.stamp}:{job.plan.intensity.low!r}:{job.plan.intensity.high!r}"
+    rng = job.plan.intensity
+    spool_key = f"{key}:{o.stamp}:{rng.low!r}:{rng.high!r}:{rng.padding!r}"
     job.spool = _Spool(out, o.name, spool_key)
     if not resume:
         job.spool.remove()

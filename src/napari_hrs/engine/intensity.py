@@ -15,6 +15,9 @@ import numpy as np
 
 #: default percentiles (low, high) of the intensity range
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
+#: one exact value on at least this fraction of the pixels is a blank canvas (mosaic padding,
+#: a uniform frame), not signal: it is left out of the percentiles
+PADDING_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -25,15 +28,21 @@ class IntensityRange:
     bright halos and dark debris keep their contrast. Pixels without a value (NaN in float
     data, e.g. masked or stitched-out regions) become mid-scale (127.5), +inf / -inf the clip
     limits: one NaN would otherwise spread through the network and void the whole tile.
+    Pixels equal to ``padding`` (a blank canvas value found by :func:`estimate_range`, e.g. the
+    zeros around a stitched mosaic) are "no data" as well, and become mid-scale too.
     """
 
     low: float
     high: float
+    padding: float | None = None
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Return ``image`` (any shape, any numeric dtype) as float32 on the 0..255 scale."""
         scale = 255.0 / max(self.high - self.low, 1e-6)
-        out = (np.asarray(image, dtype=np.float32) - np.float32(self.low)) * np.float32(scale)
+        raw = np.asarray(image)
+        out = (raw.astype(np.float32) - np.float32(self.low)) * np.float32(scale)
+        if self.padding is not None:
+            out[raw == self.padding] = 127.5
         if not np.isfinite(out).all():
             np.nan_to_num(out, copy=False, nan=127.5, posinf=319.0, neginf=-64.0)
         return np.clip(out, -64.0, 319.0, out=out)
@@ -50,7 +59,12 @@ def estimate_range(
     """Estimate the intensity range of a 2-D image (numpy or dask, (Y, X)).
 
     Pass a low-resolution pyramid level for large images; at most ``max_pixels`` pixels are read
-    (a regular subsample beyond that), so this never loads a whole slide.
+    (a regular subsample beyond that), so this never loads a whole slide. One exact value on at
+    least :data:`PADDING_FRACTION` of the pixels (the zero padding of a stitched mosaic, a
+    uniform frame around a field; camera noise never gives that) is left out, so padding does
+    not change the map of the pixels that hold cells, and is recorded as the range's
+    ``padding`` (mapped to mid-grey, as "no data"). A constant image maps to mid-grey (127.5):
+    nothing to detect, rather than a black image the model may misread.
     """
     shape = image.shape
     if len(shape) != 2:
@@ -63,7 +77,25 @@ def estimate_range(
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
         return IntensityRange.identity()
+    finite, padding = _without_padding(finite)
     low, high = np.percentile(finite, percentiles)
-    if high - low < 1e-6:
-        high = low + 1.0
-    return IntensityRange(float(low), float(high))
+    if high - low < 1e-6:  # over 99 % of the pixels share one value
+        low, high = float(finite.min()), float(finite.max())
+        if high - low < 1e-6:  # a constant image
+            return IntensityRange(low - 0.5, low + 0.5)
+    return IntensityRange(float(low), float(high), padding)
+
+
+def _without_padding(
+    values: np.ndarray, max_probe: int = 100_000
+) -> tuple[np.ndarray, float | None]:
+    """``values`` without the one value covering >= :data:`PADDING_FRACTION` of them, and that
+    value (found on a regular subsample of ``max_probe`` values); ``(values, None)`` when there
+    is none or nothing else would be left."""
+    probe = values[:: max(1, values.size // max_probe)]
+    uniq, counts = np.unique(probe, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < PADDING_FRACTION * probe.size or counts[top] == probe.size:
+        return values, None
+    rest = values[values != uniq[top]]
+    return (rest, float(uniq[top])) if rest.size >= 16 else (values, None)

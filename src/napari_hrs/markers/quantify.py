@@ -142,6 +142,7 @@ def quantify(
     )
     if cached is not None:
         lab_src = _tiles.Source.of(cached, "labels")
+    _check_compact(boxes, shape)
     t_pass1 = time.perf_counter() - t0
     plan = _stream.plan_stream(boxes, shape, tiles, radius)
     big = _stream.fallback_plans(boxes, plan.fallback, max(tiles), radius, shape)
@@ -234,6 +235,26 @@ def quantify_acquisition(
 
 
 # --------------------------------------------------------------------------- internals
+#: labels whose median box covers more of the image than this are not cells (see _check_compact)
+_MAX_MEDIAN_BOX_FRACTION = 0.1
+
+
+def _check_compact(boxes: _tiles.LabelBoxes, shape: tuple[int, int]) -> None:
+    """Refuse "labels" that are an intensity image: its values scatter over the whole image,
+    so nearly every id's box spans most of it; cells of a label image never overlap, so 50 or
+    more of them cannot each have a box covering a tenth of the image."""
+    if len(boxes) < 50:
+        return
+    area = (boxes.y1 - boxes.y0).astype(np.float64) * (boxes.x1 - boxes.x0)
+    frac = float(np.median(area)) / max(float(shape[0]) * float(shape[1]), 1.0)
+    if frac > _MAX_MEDIAN_BOX_FRACTION:
+        raise AcquisitionError(
+            f"the labels do not look like cells: {len(boxes)} ids whose median bounding box "
+            f"covers {100 * frac:.0f} % of the image (cells cover well under 1 % each). Is this "
+            "an intensity channel? Pass a label image (a detection result, NGFF labels)."
+        )
+
+
 def _check_ring(ring_px: Sequence[int]) -> tuple[int, int]:
     try:
         gap, width = (int(v) for v in ring_px)

@@ -194,6 +194,9 @@ def test_padding_and_blank_images(synth, tmp_path):
     rng, own = estimate_range(framed), estimate_range(bf)
     assert (rng.low, rng.high) == (own.low, own.high) and rng.padding == 0.0
     assert own.padding is None  # camera noise: no value covers PADDING_FRACTION of a field
+    bright = bf.copy()
+    bright[: bf.shape[0] // 2] = bf.max()  # a saturated background is signal, not padding
+    assert estimate_range(bright).padding is None
     assert 0 < PADDING_FRACTION < 1
     mapped = rng.apply(framed[310:330, 390:410])
     assert (mapped[:10] == 127.5).all() and (mapped[10:, 10:] != 127.5).any()

@@ -114,7 +114,7 @@ def resolve_output(acq: Any, out: str | Path | None, name: str) -> tuple[Path, P
         return target, None, 3
     if not name or name in (".", "..") or "/" in name or "\\" in name:
         raise AcquisitionError(f"name={name!r}: a label image name is one path component "
-                               "(letters, digits, '-', '_'), not a path")  # fmt: skip
+                               "(not '.' or '..', without '/' or '\\'), e.g. 'detections'")  # fmt: skip
     fmt = str(getattr(acq, "format", "") or "")
     if not fmt.startswith("ome-zarr"):
         raise AcquisitionError(

@@ -15,8 +15,8 @@ import numpy as np
 
 #: default percentiles (low, high) of the intensity range
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
-#: one exact value on at least this fraction of the pixels is a blank canvas (mosaic padding,
-#: a uniform frame), not signal: it is left out of the percentiles
+#: the darkest value on at least this fraction of the pixels is a blank canvas (the padding
+#: of a stitched mosaic), not signal: it is left out of the percentiles
 PADDING_FRACTION = 0.2
 
 
@@ -59,11 +59,12 @@ def estimate_range(
     """Estimate the intensity range of a 2-D image (numpy or dask, (Y, X)).
 
     Pass a low-resolution pyramid level for large images; at most ``max_pixels`` pixels are read
-    (a regular subsample beyond that), so this never loads a whole slide. One exact value on at
-    least :data:`PADDING_FRACTION` of the pixels (the zero padding of a stitched mosaic, a
-    uniform frame around a field; camera noise never gives that) is left out, so padding does
+    (a regular subsample beyond that), so this never loads a whole slide. When the image's
+    minimum covers at least :data:`PADDING_FRACTION` of the pixels (the zero padding of a
+    stitched mosaic; camera noise and offset never give that) it is left out, so padding does
     not change the map of the pixels that hold cells, and is recorded as the range's
-    ``padding`` (mapped to mid-grey, as "no data"). A constant image maps to mid-grey (127.5):
+    ``padding`` (mapped to mid-grey, as "no data"). A bright value on many pixels (a saturated
+    background) is signal and stays. A constant image maps to mid-grey (127.5):
     nothing to detect, rather than a black image the model may misread.
     """
     shape = image.shape
@@ -89,13 +90,15 @@ def estimate_range(
 def _without_padding(
     values: np.ndarray, max_probe: int = 100_000
 ) -> tuple[np.ndarray, float | None]:
-    """``values`` without the one value covering >= :data:`PADDING_FRACTION` of them, and that
-    value (found on a regular subsample of ``max_probe`` values); ``(values, None)`` when there
-    is none or nothing else would be left."""
+    """``values`` without their minimum when it covers >= :data:`PADDING_FRACTION` of them
+    (counted exactly), and that value; ``(values, None)`` when it does not or nothing else
+    would be left. ``max_probe`` bounds a cheap first look on a regular subsample."""
     probe = values[:: max(1, values.size // max_probe)]
-    uniq, counts = np.unique(probe, return_counts=True)
-    top = int(np.argmax(counts))
-    if counts[top] < PADDING_FRACTION * probe.size or counts[top] == probe.size:
+    if np.count_nonzero(probe == probe.min()) < 0.5 * PADDING_FRACTION * probe.size:
         return values, None
-    rest = values[values != uniq[top]]
-    return (rest, float(uniq[top])) if rest.size >= 16 else (values, None)
+    vmin = values.min()
+    pad = values == vmin
+    n_pad = int(np.count_nonzero(pad))
+    if n_pad < PADDING_FRACTION * values.size or values.size - n_pad < 16:
+        return values, None
+    return values[~pad], float(vmin)

@@ -418,7 +418,7 @@ def run_batch(
         prev = manifest["files"].get(item.name, {})
         outcome.stamp = input_stamp(item.path)
         if (resume and prev.get("status") == "done" and prev.get("path") == str(item.path)
-                and prev.get("stamp") == outcome.stamp
+                and outcome.stamp and prev.get("stamp") == outcome.stamp
                 and _result_complete(Path(outcome.result))):  # fmt: skip
             outcome.status = "skipped"
             outcome.n_detections = int(prev.get("n_detections", 0))

@@ -124,24 +124,30 @@ def test_layer_data_is_accepted_by_napari(tmp_path):
 
 def test_a_detection_result_opens_as_labels_not_as_an_image(tmp_path):
     """A RESULT.zarr once opened as a grey image of label ids, and detect ran on it."""
-    import pandas as pd
-
+    from _engine_fakes import FakeDiscModel, disc_image, make_acquisition, random_discs
     from _markers_helpers import write_ngff as write_labels_ngff
     from napari_hrs._napari.reader import read_paths
+    from napari_hrs.engine.detect import detect
     from napari_hrs.errors import AcquisitionError
 
+    img, _ = disc_image((192, 224), random_discs((192, 224), 6, seed=4), seed=4)
+    res = detect(make_acquisition(img), FakeDiscModel(), tile=128, out=tmp_path / "RESULT.zarr")
+    assert len(res.table) > 0
+    with pytest.raises(AcquisitionError, match="is a label image"):
+        open_acquisition(res.path)
+    ((data, kwargs, kind),) = read_paths(str(res.path))
+    assert kind == "labels" and kwargs["name"] == "RESULT"
+    np.testing.assert_array_equal(np.asarray(data), np.asarray(res.labels))
+    assert kwargs["features"]["index"].tolist() == res.table["id"].tolist()
+    assert kwargs["features"]["class_name"].tolist() == res.table["class_name"].tolist()
+    # NGFF labels of an image, opened on their own: a labels layer of the same ids
     lab = np.zeros((64, 80), np.uint32)
     lab[5:15, 5:15], lab[30:40, 50:60] = 1, 2
-    res = write_labels_ngff(tmp_path / "RESULT.zarr", None, [], lab)
-    pd.DataFrame({"id": [1, 2], "class_name": ["hRS", "lymphocyte"], "score": [0.9, 0.8]}).to_csv(
-        tmp_path / "RESULT.zarr" / "detections.csv", index=False)  # fmt: skip
-    with pytest.raises(AcquisitionError, match="is a label image"):
-        open_acquisition(res)
-    ((data, kwargs, kind),) = read_paths(str(res))
-    assert kind == "labels" and kwargs["name"] == "RESULT"
+    gt = write_labels_ngff(tmp_path / "gt.ome.zarr", np.zeros((1, 64, 80), np.uint16),
+                           ["brightfield"], lab) / "labels" / "cells"  # fmt: skip
+    ((data, kwargs, kind),) = read_paths(str(gt))
+    assert kind == "labels" and kwargs["name"] == "cells" and "features" not in kwargs
     np.testing.assert_array_equal(np.asarray(data), lab)
-    assert kwargs["features"]["index"].tolist() == [1, 2]
-    assert kwargs["features"]["class_name"].tolist() == ["hRS", "lymphocyte"]
-    # an acquisition still opens as images (and its NGFF labels as labels)
-    img = write_ngff(tmp_path / "img.ome.zarr", make_data())
-    assert {k for _, _, k in read_paths(str(img))} == {"image"}
+    # an acquisition still opens as images
+    img_path = write_ngff(tmp_path / "img.ome.zarr", make_data())
+    assert {k for _, _, k in read_paths(str(img_path))} == {"image"}

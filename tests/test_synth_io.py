@@ -154,7 +154,7 @@ def test_overwrite_replaces_only_a_previous_synthetic_output(tmp_path, capsys):
     ]
     assert afile.read_text() == "a,b\n1,2\n"
     # a COCO export into a non-empty folder without --overwrite is refused, not mixed in
-    assert main(["synth", str(mine), *coco[:-1]]) == 2 and "not empty" in capsys.readouterr().err
+    assert main(["synth", str(mine), *coco[:-1]]) == 2 and "exists; pass" in capsys.readouterr().err
     # previous synthetic outputs are replaced as a whole
     out, data = tmp_path / "a.ome.zarr", tmp_path / "coco"
     assert main(["synth", str(out), *acq[:-1]]) == 0

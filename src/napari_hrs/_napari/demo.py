@@ -80,7 +80,7 @@ def add_pipeline_result(
     ``hRS detections`` (features = the per-cell table, colours = marker category) plus a text
     summary in the viewer's status. Returns the pipeline result."""
     from napari_hrs._widgets import _display
-    from napari_hrs._widgets._detect import result_layer_data
+    from napari_hrs._widgets._display import result_layer_data
     from napari_hrs.pipeline import run_pipeline_on_sample
 
     result = run_pipeline_on_sample(acq.path, model=model, score_threshold=score_threshold)

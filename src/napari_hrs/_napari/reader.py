@@ -16,7 +16,8 @@ import numpy as np
 
 from napari_hrs.io import Acquisition, open_acquisition, plane_sizes, read_labels
 from napari_hrs.io._tiff import is_tiff
-from napari_hrs.io._zarr import is_label_image, is_zarr, open_label_image
+from napari_hrs.io._zarr import is_zarr
+from napari_hrs.io.labels import is_label_image, open_label_image
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | Path
@@ -64,28 +65,23 @@ def read_paths(path: PathLike | list[PathLike]) -> list[LayerData]:
 
 
 def label_image_layer(path: Path) -> LayerData:
-    """A ``labels`` layer for an NGFF label image opened on its own (a detection result
-    ``RESULT.zarr``, ``IMAGE.ome.zarr/labels/NAME``): lazy, multiscale when it has levels,
-    ``scale`` = pixel size in µm when known; a ``detections.csv`` inside becomes its features."""
+    """A ``labels`` layer for an NGFF label image opened on its own: a detection result
+    ``RESULT.zarr`` (shown as the Detect widget shows one: its table as the features), or any
+    ``IMAGE.ome.zarr/labels/NAME``; lazy, multiscale when it has levels, ``scale`` = pixel size
+    in µm when known."""
+    from napari_hrs._widgets._display import result_layer_data
+    from napari_hrs.engine.results import META_NAME, read_detection_result
+
     levels, px = open_label_image(path)
-    kwargs: dict[str, Any] = {"name": path.name.removesuffix(".zarr") or path.name,
-                              "multiscale": len(levels) > 1,
-                              "metadata": {"label_image_path": str(path)}}  # fmt: skip
+    if (path / META_NAME).is_file():
+        data, kwargs = result_layer_data(read_detection_result(path))
+    else:
+        data, kwargs = (levels if len(levels) > 1 else levels[0]), {"multiscale": len(levels) > 1}
+    kwargs.update(name=path.name.removesuffix(".zarr") or path.name,
+                  metadata={"label_image_path": str(path)})  # fmt: skip
     if px is not None:
-        kwargs["scale"] = px
-    table = path / "detections.csv"
-    if table.is_file():
-        import pandas as pd
-
-        try:
-            feats = pd.read_csv(table)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            feats = None
-        if feats is not None and "id" in feats.columns:
-            from napari_hrs._widgets._display import features_table
-
-            kwargs["features"] = features_table(feats, "id")
-    return (levels if len(levels) > 1 else levels[0], kwargs, "labels")
+        kwargs["scale"] = (px, px)
+    return (data, kwargs, "labels")
 
 
 def open_for_viewing(path: PathLike) -> Acquisition:

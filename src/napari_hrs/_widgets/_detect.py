@@ -66,23 +66,6 @@ def detect_job(acq: Any, model: Any, cancel: threading.Event, **params: Any) -> 
     return (yield from steps(detect, acq, model, cancel=cancel, **params))
 
 
-def result_layer_data(result: Any) -> tuple[Any, dict[str, Any]]:
-    """Labels layer data (lazy; multiscale when the result has a pyramid) and its kwargs.
-
-    Ids fit in uint16 for fewer than 65 535 cells: the labels are then viewed as uint16
-    (lazily), which keeps the GPU colour texture small.
-    """
-    import numpy as np
-
-    levels = list(result.levels) or [result.labels]
-    if len(result.table) < np.iinfo(np.uint16).max:
-        levels = [lv.astype(np.uint16) for lv in levels]
-    data = levels if len(levels) > 1 else levels[0]
-    kwargs = {"multiscale": len(levels) > 1,
-              "features": _display.features_table(result.table, "id")}  # fmt: skip
-    return data, kwargs
-
-
 class DetectWidget(Container):
     """Detect round spermatids: brightfield layer, model, device, tile, score threshold."""
 
@@ -159,7 +142,7 @@ class DetectWidget(Container):
 
     def show_result(self, result: Any, image_layer: Any) -> Any:
         """Add the result as a Labels layer aligned with ``image_layer``; returns the layer."""
-        data, kwargs = result_layer_data(result)
+        data, kwargs = _display.result_layer_data(result)
         name = "detections" if result.complete else "detections (incomplete)"
         meta = {key: image_layer.metadata.get(key)
                 for key in ("acquisition_path", "pixel_size_um", "scene", "plane")}  # fmt: skip

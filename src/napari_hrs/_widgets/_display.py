@@ -35,6 +35,22 @@ def features_table(table: pd.DataFrame, id_column: str = "id") -> pd.DataFrame:
     return out
 
 
+def result_layer_data(result: Any) -> tuple[Any, dict[str, Any]]:
+    """Labels layer data of a :class:`~napari_hrs.engine.results.DetectionResult` (lazy;
+    multiscale when the result has a pyramid) and its kwargs (``features``: the table).
+
+    Ids fit in uint16 for fewer than 65 535 cells: the labels are then viewed as uint16
+    (lazily), which keeps the GPU colour texture small.
+    """
+    levels = list(result.levels) or [result.labels]
+    if len(result.table) < np.iinfo(np.uint16).max:
+        levels = [lv.astype(np.uint16) for lv in levels]
+    data = levels if len(levels) > 1 else levels[0]
+    kwargs = {"multiscale": len(levels) > 1,
+              "features": features_table(result.table, "id")}  # fmt: skip
+    return data, kwargs
+
+
 def merge_features(
     features: pd.DataFrame, table: pd.DataFrame, key: str = "label_id"
 ) -> pd.DataFrame:

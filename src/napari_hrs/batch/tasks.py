@@ -113,7 +113,7 @@ def _acquisition(path: str, channels: dict | None, pixel_size_um: float | None,
                  plane: dict | None = None, stamp: str = "") -> Any:  # fmt: skip
     from napari_hrs.io import open_acquisition
 
-    plane = {k: v for k, v in (plane or {}).items() if v is not None}
+    plane = plane or {}  # run_batch already dropped the unset keys
     key = (path, tuple(sorted((channels or {}).items())), pixel_size_um,
            tuple(sorted(plane.items())), stamp, os.getpid())  # fmt: skip
     with _LOCK:

@@ -36,6 +36,7 @@ from napari_hrs.engine.masks import paste_mask
 from napari_hrs.engine.results import DetectionResult, ResultWriter, read_detection_result
 from napari_hrs.engine.tiling import Instance, Stitcher, Tile, TileGrid
 from napari_hrs.errors import AcquisitionError, HRSError
+from napari_hrs.io.export._atomic import check_replaceable
 
 __all__ = [
     "RESAMPLE_TOLERANCE",
@@ -429,13 +430,10 @@ def detect(
         acquisition = open_acquisition(acquisition)
     acq = acquisition
     target, labels_group, zarr_format = resolve_output(acq, out, name)
-    if target.exists() and not overwrite:  # before the (slow) model load
-        raise FileExistsError(f"{target} exists; pass overwrite=True (CLI: --overwrite) or "
-                              "another output path")  # fmt: skip
-    if target.exists() and labels_group is None and not (target / "run.json").is_file():
-        raise FileExistsError(f"{target} exists and is not a napari-hrs detection result (no "
-                              "run.json); overwrite only replaces results: remove it yourself or "
-                              "choose another output path")  # fmt: skip
+    check_replaceable(  # before the (slow) model load
+        target, overwrite, lambda p: labels_group is not None or (p / "run.json").is_file(),
+        "a napari-hrs detection result (a folder with run.json)",
+    )
     if isinstance(model, Predictor):
         predictor = model
     else:

@@ -94,7 +94,9 @@ def parse_multiscale(group: zarr.Group, ms: dict[str, Any], source: Path) -> dic
     return {"levels": levels, "axes": axes, "scales": scales, "units": units, "names": names}
 
 
-def _pixel_size(parsed: dict[str, Any]) -> float | None:
+def pixel_size(parsed: dict[str, Any]) -> float | None:
+    """The pixel size in µm of a :func:`parse_multiscale` entry (level 0, X or Y axis with a
+    length unit), or None."""
     axes, scale = parsed["axes"], parsed["scales"][0]
     if scale is None:
         return None
@@ -196,36 +198,6 @@ def _series_group(root: zarr.Group, scene: int | str | None, source: Path) -> tu
     return series[i], series[i]
 
 
-def is_label_image(path: Path) -> bool:
-    """True when ``path`` is an NGFF label image (``image-label`` metadata): a detection
-    result or ``IMAGE.ome.zarr/labels/NAME``."""
-    try:
-        root = open_node(path)
-    except AcquisitionError:
-        return False
-    return isinstance(root, zarr.Group) and "image-label" in ome_attrs(root)
-
-
-def open_label_image(path: Path) -> tuple[list[Any], tuple[float, float] | None]:
-    """The lazy levels (dask ``(Y, X)``, full resolution first) of the NGFF label image at
-    ``path`` and its pixel size (µm, (y, x)) when the metadata give one."""
-    from napari_hrs.io.direct import lazy_from_zarr
-
-    root = open_node(path)
-    attrs = ome_attrs(root) if isinstance(root, zarr.Group) else {}
-    multiscales = attrs.get("multiscales")
-    if not multiscales:
-        raise AcquisitionError(f"{path}: a label image without NGFF multiscales metadata")
-    parsed = parse_multiscale(root, multiscales[0], path)
-    if parsed["levels"][0].ndim != 2:
-        keep = tuple(0 if a not in "yx" else slice(None) for a in parsed["axes"])
-        levels = [lazy_from_zarr(lv)[keep] for lv in parsed["levels"]]
-    else:
-        levels = [lazy_from_zarr(lv) for lv in parsed["levels"]]
-    px = _pixel_size(parsed)
-    return levels, (None if px is None else (px, px))
-
-
 def open_zarr(path: Path, scene: int | str | None = None) -> RawImage:
     """Read the metadata of an OME-Zarr image or a plain zarr array/group at ``path``.
 
@@ -276,7 +248,7 @@ def open_zarr(path: Path, scene: int | str | None = None) -> RawImage:
         levels=parsed["levels"],
         axes=parsed["axes"],
         channel_names=channel_names,
-        pixel_size_um=_pixel_size(parsed),
+        pixel_size_um=pixel_size(parsed),
         level_scales=_level_scales(parsed),
         scene=scene_name,
         format=f"ome-zarr {version}".strip(),

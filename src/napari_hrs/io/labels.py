@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -15,7 +16,7 @@ import zarr
 
 from napari_hrs.errors import AcquisitionError
 from napari_hrs.io._raw import RawImage, channel_factory
-from napari_hrs.io._zarr import ome_attrs, open_node, parse_multiscale
+from napari_hrs.io._zarr import ome_attrs, open_node, parse_multiscale, pixel_size
 from napari_hrs.io.acquisition import Acquisition
 
 
@@ -40,6 +41,39 @@ class LabelImage:
     levels: list[da.Array]
     scale: tuple[float, float] = (1.0, 1.0)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _label_levels(node: zarr.Group, source: Path, plane: dict[str, int]
+                  ) -> tuple[list[da.Array], dict[str, Any]]:  # fmt: skip
+    """The ``(Y, X)`` levels of the NGFF label image ``node`` at ``plane`` (clipped to its
+    T / Z sizes), full resolution first, and its parsed multiscales entry."""
+    parsed = parse_multiscale(node, ome_attrs(node)["multiscales"][0], source)
+    axes = parsed["axes"]
+    raw = RawImage(levels=parsed["levels"], axes=axes, token=f"{source}:{uuid.uuid4().hex}")
+    sizes = raw.sizes()
+    fixed = {a: min(plane.get(a, 0), sizes[a] - 1) for a in axes if a not in "cyx"}
+    make = channel_factory(raw, fixed)
+    return [make(i, 0) for i in range(len(raw.levels))], parsed
+
+
+def is_label_image(path: Path) -> bool:
+    """True when ``path`` is an NGFF label image (``image-label`` metadata) opened on its own: a
+    detection result ``RESULT.zarr`` or ``IMAGE.ome.zarr/labels/NAME``."""
+    try:
+        root = open_node(path)
+    except AcquisitionError:
+        return False
+    return isinstance(root, zarr.Group) and "image-label" in ome_attrs(root)
+
+
+def open_label_image(path: Path) -> tuple[list[da.Array], float | None]:
+    """The lazy ``(Y, X)`` levels (full resolution first; T / Z index 0) of the NGFF label image
+    at ``path`` and its pixel size in µm, when the metadata give one."""
+    root = open_node(path)
+    if not isinstance(root, zarr.Group) or not ome_attrs(root).get("multiscales"):
+        raise AcquisitionError(f"{path}: a label image without NGFF multiscales metadata")
+    levels, parsed = _label_levels(root, path, {})
+    return levels, pixel_size(parsed)
 
 
 def _labels_group(acq: Acquisition) -> zarr.Group | None:
@@ -89,15 +123,7 @@ def read_labels(acq: Acquisition, names: list[str] | None = None) -> dict[str, L
         attrs = ome_attrs(node)
         if not attrs.get("multiscales"):
             continue
-        parsed = parse_multiscale(node, attrs["multiscales"][0], acq.path / "labels" / name)
-        axes = parsed["axes"]
-        raw = RawImage(
-            levels=parsed["levels"], axes=axes, token=f"{acq.path}:labels/{name}:{uuid.uuid4().hex}"
-        )
-        sizes = raw.sizes()
-        plane = {a: min(acq.plane.get(a, 0), sizes[a] - 1) for a in axes if a not in "cyx"}
-        make = channel_factory(raw, plane)
-        levels = [make(i, 0) for i in range(len(raw.levels))]
+        levels, _ = _label_levels(node, acq.path / "labels" / name, acq.plane)
         _, y0, x0 = acq.shape
         h, w = levels[0].shape
         out[name] = LabelImage(

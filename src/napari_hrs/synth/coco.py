@@ -27,7 +27,7 @@ import numpy as np
 import tifffile
 
 from napari_hrs.errors import Cancelled
-from napari_hrs.io.export._atomic import atomic_target
+from napari_hrs.io.export._atomic import atomic_target, check_replaceable
 from napari_hrs.synth.cells import CELL_TYPES
 from napari_hrs.synth.render import render_region
 from napari_hrs.synth.scene import block_cells, make_scene
@@ -126,7 +126,9 @@ def export_coco(
             f"n_images ({n_images}) must be >= 1 and image_size ({image_size}) >= 16 pixels"
         )
     final = Path(out_dir).expanduser().absolute()
-    _check_coco_target(final, overwrite)
+    if not (final.is_dir() and not any(final.iterdir())):  # a new or empty folder is fine
+        check_replaceable(final, overwrite, _is_coco_export,
+                          "a synthetic COCO export written by napari-hrs synth")  # fmt: skip
     counts = split_counts(n_images, splits)
     order = np.random.default_rng(np.random.SeedSequence([seed, 0xC0C0])).permutation(n_images)
     done = 0
@@ -139,34 +141,10 @@ def export_coco(
             for j, idx in enumerate(sorted(order[start : start + k].tolist())):
                 if cancel is not None and cancel():
                     raise Cancelled(f"COCO export to {final} cancelled; nothing was written")
-                scene = make_scene(
-                    int(np.random.SeedSequence([seed, idx]).generate_state(1)[0]),
-                    (image_size, image_size),
-                    pixel_size_um,
-                    density,
-                    jitter=True,
-                )
-                image, labels = render_region(scene, 0, 0, image_size, image_size)
-                name = f"img_{j:05d}.tif"
-                tifffile.imwrite(out / split / name, image[0])
-                cells = {
-                    c.label_id: c
-                    for by in range(scene.n_blocks[0])
-                    for bx in range(scene.n_blocks[1])
-                    for c in block_cells(scene, by, bx)
-                }
-                image_id = j + 1
-                images.append(
-                    {
-                        "id": image_id,
-                        "file_name": name,
-                        "width": image_size,
-                        "height": image_size,
-                        "pixel_size_um": round(scene.pixel_size_um, 5),
-                        "scene_index": int(idx),
-                    }
-                )
-                anns.extend(_annotations(labels, cells, image_id, len(anns) + 1))
+                record, image_anns = _write_image(out / split, j + 1, idx, seed, image_size,
+                                                  pixel_size_um, density, len(anns) + 1)  # fmt: skip
+                images.append(record)
+                anns.extend(image_anns)
                 done += 1
                 if progress is not None:
                     progress(done, n_images)
@@ -186,6 +164,38 @@ def export_coco(
     return paths
 
 
+def _write_image(folder: Path, image_id: int, idx: int, seed: int, image_size: int,
+                 pixel_size_um: float, density: float, first_ann_id: int,
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    """Render scene ``idx`` of the export, write it as ``folder/img_{image_id - 1:05d}.tif``;
+    return its COCO image record and annotations (ids from ``first_ann_id``)."""
+    scene = make_scene(
+        int(np.random.SeedSequence([seed, idx]).generate_state(1)[0]),
+        (image_size, image_size),
+        pixel_size_um,
+        density,
+        jitter=True,
+    )
+    image, labels = render_region(scene, 0, 0, image_size, image_size)
+    name = f"img_{image_id - 1:05d}.tif"
+    tifffile.imwrite(folder / name, image[0])
+    cells = {
+        c.label_id: c
+        for by in range(scene.n_blocks[0])
+        for bx in range(scene.n_blocks[1])
+        for c in block_cells(scene, by, bx)
+    }
+    record = {
+        "id": image_id,
+        "file_name": name,
+        "width": image_size,
+        "height": image_size,
+        "pixel_size_um": round(scene.pixel_size_um, 5),
+        "scene_index": int(idx),
+    }
+    return record, _annotations(labels, cells, image_id, first_ann_id)
+
+
 def _is_coco_export(path: Path) -> bool:
     """True when ``path`` holds a COCO export written by :func:`export_coco`."""
     for split in SPLITS:
@@ -196,19 +206,3 @@ def _is_coco_export(path: Path) -> bool:
         if str(info.get("description", "")).startswith("napari-hrs synthetic"):
             return True
     return False
-
-
-def _check_coco_target(out: Path, overwrite: bool) -> None:
-    """Refuse to write over a file, a non-empty folder (without ``overwrite``) or a folder that
-    is not a previous export (with it)."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} is a file; a COCO export is written to a folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not overwrite:
-        raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to "
-                              "replace a previous synthetic export, or choose a new folder")  # fmt: skip
-    if not _is_coco_export(out):
-        raise FileExistsError(f"{out} is not a synthetic COCO export written by napari-hrs "
-                              "synth; overwrite only replaces those: remove it yourself or "
-                              "choose a new folder")  # fmt: skip

@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 
 from napari_hrs.errors import Cancelled
-from napari_hrs.io.export._atomic import atomic_target
+from napari_hrs.io.export._atomic import atomic_target, check_replaceable
 from napari_hrs.io.ngff import (
     create_image,
     create_labels,
@@ -199,11 +199,8 @@ def generate_acquisition(
         return None if progress is None else (lambda d, _t: progress(offset + d, total))
 
     path = Path(path)
-    if overwrite and path.exists() and not is_synthetic_acquisition(path):
-        raise FileExistsError(
-            f"{path} exists and is not a synthetic acquisition written by napari-hrs synth; "
-            "overwrite only replaces those: remove it yourself or choose another path"
-        )
+    check_replaceable(path, overwrite, is_synthetic_acquisition,
+                      "a synthetic acquisition written by napari-hrs synth")  # fmt: skip
     with atomic_target(path, overwrite=overwrite) as tmp:
         root = create_image(
             tmp,

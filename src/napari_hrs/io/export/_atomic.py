@@ -69,6 +69,22 @@ def _check_target(path: PathLike, overwrite: bool) -> Path:
     return path
 
 
+def check_replaceable(path: PathLike, overwrite: bool, ours: Callable[[Path], bool],
+                      kind: str) -> None:  # fmt: skip
+    """Refuse to replace ``path`` unless ``overwrite`` is set and ``ours(path)`` says it is
+    ``kind`` (a previous output of ours): a user's own file or folder named as an output is
+    never deleted. Raises :class:`FileExistsError`; nothing when ``path`` does not exist."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) or choose "
+                              "another path")  # fmt: skip
+    if not ours(path):
+        raise FileExistsError(f"{path} exists and is not {kind}; overwrite only replaces those: "
+                              "remove it yourself or choose another path")  # fmt: skip
+
+
 @contextmanager
 def atomic_target(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a hidden sibling path to write to; move it to ``path`` when the block succeeds.

@@ -277,12 +277,23 @@ def test_cli_batch(acq_dir, tmp_path):
 @pytest.mark.parametrize("address", ["nope://x", "tcp://127.0.0.1:1"])
 def test_unreachable_scheduler_is_a_clear_error(address):
     """An unreachable scheduler once gave distributed's OSError traceback after 30 s."""
+    import dask.array as da
+    from distributed import default_client
+
     from napari_hrs.batch.run import cluster_client
     from napari_hrs.errors import ClusterError
 
     with pytest.raises(ClusterError, match=rf"dask scheduler '{address}'.*tcp://host:port"):
         with cluster_client(address, connect_timeout_s=1.0):
             pass
+    # the failed client did not become the process's default scheduler: it once stayed the
+    # default (status "connecting") and every later .compute() in the process hung
+    try:
+        status = default_client().status
+    except ValueError:  # no default client at all
+        status = None
+    assert status in (None, "running"), status
+    assert int(da.ones(8, chunks=4).sum().compute()) == 8
 
 
 def test_cli_unreachable_scheduler_is_one_line(acq_dir, tmp_path, capsys):

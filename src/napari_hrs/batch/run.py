@@ -136,13 +136,15 @@ def cluster_client(scheduler: str | None = None, local_workers: int | None = Non
     and ``gpus_per_worker`` is not 0; else ``local_workers`` or cores // 2 processes, the
     cores shared out as torch threads). Yields ``(client, device spec, torch threads)``.
     A scheduler that does not answer within ``connect_timeout_s`` seconds (or a malformed
-    address) raises :class:`~napari_hrs.errors.ClusterError` naming it."""
+    address) raises :class:`~napari_hrs.errors.ClusterError` naming it.
+    The client never becomes the process's default dask scheduler: a failed connection would
+    otherwise stay the default (status "connecting") and hang every later ``.compute()``."""
     from distributed import Client, LocalCluster
 
     cores = os.cpu_count() or 1
     if scheduler:
         try:
-            client = Client(scheduler, timeout=f"{connect_timeout_s}s")
+            client = Client(scheduler, timeout=f"{connect_timeout_s}s", set_as_default=False)
         except (OSError, ValueError, TypeError) as exc:  # unreachable / malformed address
             raise ClusterError(
                 f"cannot connect to the dask scheduler {scheduler!r}: {exc}. Check the address "
@@ -166,7 +168,7 @@ def cluster_client(scheduler: str | None = None, local_workers: int | None = Non
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                            dashboard_address=":0" if _has_bokeh() else None,
                            silence_logs=40)  # fmt: skip
-    client = Client(cluster)
+    client = Client(cluster, set_as_default=False)
     try:
         yield client, device, threads
     finally:
@@ -533,7 +535,7 @@ def _drive(client, active: list[_FileJob], device, threads, model, score_thresho
                                 f"{os.getpid()}-{id(j)}", retries=2, pure=False)  # fmt: skip
             j.futures.append(fut)
             owner[fut] = j
-    pending = as_completed(list(owner))
+    pending = as_completed(list(owner), loop=client.loop)
     try:
         for fut in pending:
             j = owner[fut]

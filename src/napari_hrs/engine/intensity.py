@@ -73,7 +73,7 @@ def estimate_range(
     step = max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / max_pixels))))
     sample = image[::step, ::step]
     if hasattr(sample, "compute"):
-        sample = sample.compute()
+        sample = sample.compute(scheduler="threads")  # local, whatever Client is default
     sample = np.asarray(sample, dtype=np.float64)
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:

@@ -121,7 +121,7 @@ def _read(sources: list[Source], cy: slice, cx: slice) -> list[np.ndarray]:
     if dask_at:
         import dask
 
-        done = dask.compute(*[lazies[i] for i in dask_at])
+        done = dask.compute(*[lazies[i] for i in dask_at], scheduler="threads")
         for i, arr in zip(dask_at, done, strict=True):
             lazies[i] = arr
     return [np.asarray(a) for a in lazies]

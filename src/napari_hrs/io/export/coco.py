@@ -30,7 +30,7 @@ def label_boxes(
     blocks = _blocks(tuple(int(s) for s in arr.shape), tile)
     boxes: dict[int, list[int]] = {}
     for k, (sy, sx) in enumerate(blocks):
-        block = np.asarray(arr[sy, sx].compute())
+        block = np.asarray(arr[sy, sx].compute(scheduler="threads"))
         ids = np.unique(block)
         ids = ids[ids > 0]
         if len(ids):
@@ -124,7 +124,7 @@ def coco_dataset(
         rec = info.get(lab, {})
         cls = int(rec["class_id"]) if "class_id" in rec and not _isnan(rec["class_id"]) else 0
         cats.setdefault(cls + 1, str(rec.get("class_name", "cell")))
-        mask = np.asarray(arr[y0:y1, x0:x1].compute()) == lab
+        mask = np.asarray(arr[y0:y1, x0:x1].compute(scheduler="threads")) == lab
         ann = {"id": lab, "image_id": 1, "category_id": cls + 1,
                "segmentation": rle_encode(mask, (y0, x0), (big_h, big_w)),
                "area": int(mask.sum()), "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0}  # fmt: skip

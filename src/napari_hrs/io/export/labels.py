@@ -80,7 +80,7 @@ def save_labels_tiff(
     def tiles() -> Iterator[np.ndarray]:
         for b, y in enumerate(range(0, h, tile)):
             _tick(progress, cancel, b, n_bands)
-            band = np.asarray(arr[y : y + tile].compute())
+            band = np.asarray(arr[y : y + tile].compute(scheduler="threads"))
             for x in range(0, w, tile):
                 yield band[:, x : x + tile]
 
@@ -102,7 +102,7 @@ def _level_shape(shape: tuple[int, ...], level: int) -> tuple[int, ...]:
 def _fill(dst: Any, arr: Any, chunk: int, tick: Callable[[int], None]) -> None:
     """Copy ``arr`` into the zarr array ``dst`` block by block (empty blocks are skipped)."""
     for k, sl in enumerate(_blocks(tuple(int(s) for s in arr.shape), chunk)):
-        block = np.asarray(arr[sl].compute())
+        block = np.asarray(arr[sl].compute(scheduler="threads"))
         if block.any():
             dst[sl] = block
         tick(k + 1)

@@ -98,8 +98,8 @@ def run_detect(path: Path, args: argparse.Namespace, out: Path) -> dict:
 
 def run_loop(predictor, acq, meta: dict) -> float:
     """Predict the same tiles, batch by batch, with reading excluded from the timing."""
-    from napari_hrs.engine.detect import _resize
     from napari_hrs.engine.intensity import IntensityRange
+    from napari_hrs.engine.tile_io import resize as _resize
     from napari_hrs.engine.tiling import TileGrid
 
     p = meta["parameters"]

@@ -126,11 +126,15 @@ def _same(a, b):
 
 
 def test_batching_equals_one_by_one_with_mixed_sizes():
-    images = [_scaled(s, 8, i)[0] for i, s in enumerate([(96, 128), (128, 96), (70, 50), (128, 128), (33, 200)])]  # fmt: skip
+    """Images are stacked only with images of their padded size (a multiple of 32): three
+    pad to 96 x 128 (two batches of <= 2), the others each to a size of their own."""
+    shapes = [(96, 128), (128, 96), (70, 120), (128, 128), (33, 200), (90, 100)]
+    images = [_scaled(s, 8, i)[0] for i, s in enumerate(shapes)]
     model = FakeDiscModel()
-    batched = Predictor(model, batch_size=3).predict(images)
-    assert [c[0] for c in model.calls] == [3, 2]
-    assert all(c[2] % 32 == 0 and c[3] % 32 == 0 for c in model.calls)
+    batched = Predictor(model, batch_size=2).predict(images)
+    assert [c[0] for c in model.calls] == [2, 1, 1, 1, 1]
+    assert [tuple(c[2:4]) for c in model.calls] == [(96, 128), (96, 128), (128, 96),
+                                                     (128, 128), (64, 224)]  # fmt: skip
     single = [Predictor(FakeDiscModel(), batch_size=1).predict([im])[0] for im in images]
     for b, s, im in zip(batched, single, images, strict=True):
         _same(b, s)

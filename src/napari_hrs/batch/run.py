@@ -43,6 +43,7 @@ import pandas as pd
 
 from napari_hrs.batch.inputs import BatchInput, expand_inputs
 from napari_hrs.batch.tasks import TileJob, TileOutput, predict_tiles
+from napari_hrs.engine.tiling import Tile
 from napari_hrs.errors import Cancelled, ClusterError
 from napari_hrs.io.export._atomic import atomic_target
 
@@ -224,12 +225,14 @@ class _Spool:
         target = self._path(out.tile.index)
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tile.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            pickle.dump((out.instances, out.not_owned), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((out.instances, out.not_owned, out.at_cap, out.blank), f,
+                        protocol=pickle.HIGHEST_PROTOCOL)  # fmt: skip
         os.replace(tmp, target)
 
-    def get(self, index: int) -> tuple[list, int]:
-        with open(self._path(index), "rb") as f:
-            return pickle.load(f)  # noqa: S301 - our own spool files
+    def get(self, tile: Tile) -> TileOutput:
+        with open(self._path(tile.index), "rb") as f:
+            got = pickle.load(f)  # noqa: S301 - our own spool files
+        return TileOutput(tile, *got)
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -591,11 +594,15 @@ def _finish(job: _FileJob, predictor, merge_iou: float, marker_method: str,  # n
                               overwrite=True, metadata=meta)  # fmt: skip
         output = StitchedOutput(job.plan.grid, writer, merge_iou=merge_iou)
         t0 = time.perf_counter()
+        at_cap = blank = 0
         try:
             for t in job.plan.grid.tiles:
-                instances, not_owned = job.spool.get(t.index)
-                output.add_tile(t, instances, not_owned)
-            output.finish("complete", len(job.plan.grid), {}, t0)
+                got = job.spool.get(t)
+                at_cap += got.at_cap
+                blank += got.blank
+                output.add_tile(t, got.instances, got.not_owned)
+            output.finish("complete", len(job.plan.grid), {}, t0,
+                          {"tiles_at_detection_cap": at_cap, "tiles_without_data": blank})
         except BaseException:
             writer.abort()
             raise

@@ -5,7 +5,7 @@ intensity range, the model spec); the worker opens the acquisition lazily and re
 tiles. The model is loaded once per worker process and kept (:func:`worker_predictor`), as is
 the opened acquisition (a handful, least recently used first out).
 
-The result is each tile's owned instances (:func:`napari_hrs.engine.detect.tile_instances`),
+The result is each tile's owned instances (:func:`napari_hrs.engine.tile_io.predict_loaded`),
 box-sized masks in image pixels: the same objects single-process detection stitches, so a
 cluster run and :func:`napari_hrs.engine.detect` produce the same result.
 """
@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from napari_hrs.engine.intensity import IntensityRange
-from napari_hrs.engine.tiling import Instance, Tile
+from napari_hrs.engine.tile_io import TileOutput
+from napari_hrs.engine.tiling import Tile
 
 __all__ = ["TileJob", "TileOutput", "predict_tiles", "worker_device", "worker_predictor"]
 
@@ -55,15 +56,6 @@ class TileJob:
     pixel_size_um: float | None = None
     plane: dict | None = None  # scene / t / z for open_acquisition
     stamp: str = ""  # the input's fingerprint (batch.run.input_stamp): a new one reopens it
-
-
-@dataclass
-class TileOutput:
-    """A tile's owned instances (image pixels) and how many detections it did not own."""
-
-    tile: Tile
-    instances: list[Instance] = field(default_factory=list)
-    not_owned: int = 0
 
 
 def worker_device(spec: str) -> str:
@@ -136,7 +128,7 @@ def predict_tiles(job: TileJob) -> list[TileOutput]:
     Runs on a dask worker (or anywhere): it has no side effects besides the per-process model
     and file caches, so a task lost with its worker can simply run again elsewhere.
     """
-    from napari_hrs.engine.detect import TileReader, tile_instances
+    from napari_hrs.engine.tile_io import TileReader, predict_loaded
 
     predictor = worker_predictor(job.model, job.device, job.score_threshold, job.max_detections,
                                  job.batch, job.threads)  # fmt: skip
@@ -146,10 +138,4 @@ def predict_tiles(job: TileJob) -> list[TileOutput]:
         raise ValueError(f"{job.path}: the brightfield channel is {tuple(channel.shape)} but was "
                          f"{tuple(job.shape)} when the batch was planned; the file changed")  # fmt: skip
     reader = TileReader(channel, job.intensity, job.scale, job.path)
-    images = reader.load(list(job.tiles))
-    dets = predictor.predict(images)
-    out = []
-    for tile, d in zip(job.tiles, dets, strict=True):
-        inst, n_out = tile_instances(d, tile, job.shape)
-        out.append(TileOutput(tile, inst, n_out))
-    return out
+    return predict_loaded(predictor, reader.load(list(job.tiles)), job.shape)

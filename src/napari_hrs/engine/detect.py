@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 import time
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,23 +30,21 @@ from typing import Any
 import numpy as np
 
 from napari_hrs.engine.intensity import IntensityRange, estimate_range
-from napari_hrs.engine.masks import paste_mask
 from napari_hrs.engine.results import DetectionResult, ResultWriter, read_detection_result
+from napari_hrs.engine.tile_io import TileReader, predict_loaded, reading
 from napari_hrs.engine.tiling import Instance, Stitcher, Tile, TileGrid
-from napari_hrs.errors import AcquisitionError, HRSError
+from napari_hrs.errors import AcquisitionError
 from napari_hrs.io.export._atomic import check_replaceable
 
 __all__ = [
     "RESAMPLE_TOLERANCE",
     "DetectionPlan",
     "StitchedOutput",
-    "TileReader",
     "default_overlap",
     "detect",
     "intensity_range",
     "plan_detection",
     "resolve_output",
-    "tile_instances",
 ]
 
 #: resample tiles when image and model pixel sizes differ by more than this fraction
@@ -63,20 +59,6 @@ def default_overlap(max_object_size_px: float | None) -> int:
     """Tile overlap (model pixels): the largest object diameter plus a margin on each side."""
     size = FALLBACK_OBJECT_SIZE if max_object_size_px is None else float(max_object_size_px)
     return int(math.ceil(size)) + 2 * OVERLAP_MARGIN
-
-
-@contextmanager
-def reading(source: Any, where: str) -> Iterator[None]:
-    """Re-raise any error of the reader libraries while the brightfield pixels ``where`` of the
-    file ``source`` are read as an :class:`AcquisitionError` naming both (a truncated or
-    corrupted file fails when its pixels are read, not when it is opened)."""
-    try:
-        yield
-    except HRSError:  # ours already names what is wrong (a missing channel...)
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever tifffile / zarr / imageio raise
-        raise AcquisitionError(f"{source}: cannot read the brightfield pixels of {where} (a "
-                               f"truncated or corrupted file?): {exc}") from exc  # fmt: skip
 
 
 def intensity_range(acq: Any, level: int = 0, max_pixels: int = 4_000_000) -> IntensityRange:
@@ -129,77 +111,6 @@ def resolve_output(acq: Any, out: str | Path | None, name: str) -> tuple[Path, P
         raise AcquisitionError(f"{group_dir} is not writable; pass out='RESULT.zarr'")
     zarr_format = 3 if fmt.split()[-1].startswith("0.5") else 2
     return group_dir / "labels" / name, group_dir / "labels", zarr_format
-
-
-class TileReader:
-    """Read, normalise (one :class:`IntensityRange` for the whole image) and resample tiles of a
-    lazy ``(Y, X)`` channel; counts the tiles held in memory. A tile whose pixels cannot be read
-    (a truncated or corrupted file) raises an :class:`AcquisitionError` naming ``source`` (the
-    file) and the tile's pixel rows / columns."""
-
-    def __init__(
-        self, channel: Any, rng: IntensityRange, scale: float, source: Any = "image"
-    ) -> None:
-        self.channel, self.rng, self.scale, self.source = channel, rng, scale, source
-        self.lock = threading.Lock()
-        self.held = 0
-        self.max_held = 0
-        self.seconds = 0.0
-
-    def load(self, tiles: list[Tile]) -> list[np.ndarray]:
-        t0 = time.perf_counter()
-        out = []
-        for t in tiles:
-            with reading(self.source, f"rows {t.y0}:{t.y1}, columns {t.x0}:{t.x1}"):
-                raw = np.asarray(
-                    self.channel[t.y0 : t.y1, t.x0 : t.x1].compute(scheduler="synchronous")
-                )
-            img = self.rng.apply(raw)
-            if self.scale != 1.0:
-                img = _resize(img, self.scale)
-            out.append(img)
-        with self.lock:
-            self.held += len(tiles)
-            self.max_held = max(self.max_held, self.held)
-            self.seconds += time.perf_counter() - t0
-        return out
-
-    def release(self, n: int) -> None:
-        with self.lock:
-            self.held -= n
-
-
-def _resize(img: np.ndarray, scale: float) -> np.ndarray:
-    """Bilinear (antialiased when shrinking) resize of a (Y, X) float32 image by ``scale``."""
-    import torch
-    import torch.nn.functional as F
-
-    h, w = img.shape
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    t = torch.from_numpy(np.ascontiguousarray(img))[None, None]
-    out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
-    return out[0, 0].numpy()
-
-
-def tile_instances(dets: Any, tile: Tile, image_shape: tuple[int, int]
-                   ) -> tuple[list[Instance], int]:  # fmt: skip
-    """Owned detections of one tile, boxes mapped to image pixels, masks pasted; and the number
-    of detections not owned by the tile."""
-    if len(dets) == 0:
-        return [], 0
-    th, tw = tile.shape
-    mh, mw = dets.image_size
-    sx, sy = tw / mw, th / mh
-    boxes = dets.boxes.astype(np.float64) * np.array([sx, sy, sx, sy])
-    boxes += np.array([tile.x0, tile.y0, tile.x0, tile.y0], np.float64)
-    mine = tile.owns((boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2)
-    out = []
-    for i in np.nonzero(mine)[0]:
-        mask, offset = paste_mask(dets.mask_probs[i], boxes[i], image_shape)
-        inst = Instance(boxes[i], float(dets.scores[i]), int(dets.classes[i]), mask, offset)
-        if inst.area:
-            out.append(inst)
-    return out, int((~mine).sum())
 
 
 @dataclass
@@ -453,7 +364,7 @@ def detect(
     grid = plan.grid
     batches = [grid.tiles[i : i + predictor.batch_size] for i in range(0, len(grid), predictor.batch_size)]  # fmt: skip
     timing = {"predict_s": 0.0}
-    done, cancelled, at_cap = 0, False, 0
+    done, cancelled, at_cap, blank = 0, False, 0, 0
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrs-tiles") as pool:
             future = pool.submit(reader.load, batches[0]) if batches else None
@@ -461,20 +372,18 @@ def detect(
                 if cancel is not None and cancel():
                     cancelled = True
                     break
-                images = future.result()
+                loaded = future.result()
                 if k + 1 < len(batches):  # read the next batch while this one runs
                     future = pool.submit(reader.load, batches[k + 1])
                 t0 = time.perf_counter()
-                dets = predictor.predict(images)
+                outputs = predict_loaded(predictor, loaded, plan.shape)
                 timing["predict_s"] += time.perf_counter() - t0
-                # the model's cap follows the batch's common (padded) size
-                cap = predictor.detection_cap(max(im.shape[-2] for im in images),
-                                              max(im.shape[-1] for im in images))  # fmt: skip
-                for t, d in zip(tiles, dets, strict=True):
-                    at_cap += cap is not None and len(d) >= cap
-                    output.add_tile(t, *tile_instances(d, t, plan.shape))
-                reader.release(len(images))
-                del images
+                for o in outputs:
+                    at_cap += o.at_cap
+                    blank += o.blank
+                    output.add_tile(o.tile, o.instances, o.not_owned)
+                reader.release(len(loaded))
+                del loaded
                 done += len(tiles)
                 if progress is not None:
                     progress(done, len(grid))
@@ -489,7 +398,8 @@ def detect(
                           stacklevel=2)  # fmt: skip
         path = output.finish(status, done, timing, t_start,
                              {"max_tiles_in_memory": reader.max_held,
-                              "tiles_at_detection_cap": at_cap})  # fmt: skip
+                              "tiles_at_detection_cap": at_cap,
+                              "tiles_without_data": blank})  # fmt: skip
     except BaseException:
         writer.abort()
         raise

@@ -47,6 +47,20 @@ class IntensityRange:
             np.nan_to_num(out, copy=False, nan=127.5, posinf=319.0, neginf=-64.0)
         return np.clip(out, -64.0, 319.0, out=out)
 
+    def no_data(self, image: np.ndarray) -> np.ndarray | None:
+        """Boolean mask of the pixels of ``image`` that hold no data (equal to ``padding``, or
+        NaN); None when every pixel holds data (the common case, cheap to test)."""
+        raw = np.asarray(image)
+        blank = None
+        if self.padding is not None:
+            blank = raw == self.padding
+        if raw.dtype.kind == "f":
+            nan = np.isnan(raw)
+            blank = nan if blank is None else blank | nan
+        if blank is None or not blank.any():
+            return None
+        return blank
+
     @classmethod
     def identity(cls) -> IntensityRange:
         """The map for data already on a 0..255 scale (8-bit images, detectron2 models)."""

@@ -1,8 +1,8 @@
 """Batched inference: images (or tiles) in, :class:`~napari_hrs.engine.structures.Detections` out.
 
 Unlike detectron2's ``DefaultPredictor`` (one image, a demo), :class:`Predictor` batches: it
-stacks up to ``batch_size`` images, pads them at the bottom / right to a common size (rounded up
-to the model's ``size_divisibility``) with each image's median, runs the model once under
+stacks up to ``batch_size`` images of one size (rounded up to the model's ``size_divisibility``),
+pads them at the bottom / right to it with each image's median, runs the model once under
 ``torch.inference_mode`` (fp16 autocast on CUDA), and clips every result back to its own image.
 Outputs are numpy; masks stay box-relative ``(N, 28, 28)`` grids (never full-image masks).
 
@@ -305,13 +305,26 @@ class Predictor:
             One per image, boxes in that image's pixels, sorted by descending score.
         """
         prepared = [self._to_model_channels(im) for im in images]
-        results: list[Detections] = []
-        for start in range(0, len(prepared), self.batch_size):
-            chunk = prepared[start : start + self.batch_size]
+        results: list[Detections | None] = [None] * len(prepared)
+        for group in self._batches(prepared):
+            chunk = [prepared[i] for i in group]
             outputs = self._forward(self._stack(chunk))
-            for im, out in zip(chunk, outputs, strict=True):
-                results.append(self._postprocess(out, (im.shape[1], im.shape[2])))
-        return results
+            for i, im, out in zip(group, chunk, outputs, strict=True):
+                results[i] = self._postprocess(out, (im.shape[1], im.shape[2]))
+        return results  # type: ignore[return-value]
+
+    def _batches(self, images: list[np.ndarray]) -> list[list[int]]:
+        """Indices of ``images`` in batches of at most ``batch_size`` that share one padded
+        size: an image is never padded by more than the size divisibility, so what is found
+        in it does not depend on the other images of its batch (the network's GroupNorm
+        statistics span the whole padded input)."""
+        div = self.size_divisibility
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(images):
+            key = (-(-im.shape[1] // div) * div, -(-im.shape[2] // div) * div)
+            by_size.setdefault(key, []).append(i)
+        return [idx[k : k + self.batch_size] for idx in by_size.values()
+                for k in range(0, len(idx), self.batch_size)]  # fmt: skip
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
         return self.predict(images)

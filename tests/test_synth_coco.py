@@ -96,3 +96,30 @@ def test_deterministic(coco_dir, tmp_path):
         assert (tmp_path / f"{split}.json").read_text() == (coco_dir / f"{split}.json").read_text()
     a = tifffile.imread(coco_dir / "val" / "img_00000.tif")
     np.testing.assert_array_equal(a, tifffile.imread(tmp_path / "val" / "img_00000.tif"))
+
+
+def test_density_jitter_adds_sparse_fields(tmp_path):
+    """Each image's density factor is drawn from density_jitter: the default keeps the earlier
+    draws (same scenes for a seed), a low range gives fields with few cells."""
+    from napari_hrs.synth.scene import make_scene
+
+    a = make_scene(5, (256, 256), 0.325, 1.0, jitter=True)
+    assert make_scene(5, (256, 256), 0.325, 1.0, jitter=True, density_jitter=(0.6, 1.5)) == a
+    assert 0.6 <= a.density <= 1.5
+    sparse = make_scene(5, (256, 256), 0.325, 1.0, jitter=True, density_jitter=(0.1, 0.1))
+    assert sparse.density == pytest.approx(0.1)
+    counts = {}
+    for name, jit in (("dense", (1.0, 1.0)), ("sparse", (0.1, 0.1))):
+        export_coco(tmp_path / name, n_images=6, image_size=128, seed=2, splits=(1, 0, 0),
+                    density_jitter=jit)  # fmt: skip
+        counts[name] = len(json.loads((tmp_path / name / "train.json").read_text())["annotations"])
+    assert counts["sparse"] < 0.3 * counts["dense"], counts
+
+
+def test_cli_density_jitter_is_checked(tmp_path, capsys):
+    from napari_hrs.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["synth", str(tmp_path / "c"), "--coco", "--density-jitter", "0,1"])
+    assert "--density-jitter '0,1'" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -43,6 +43,18 @@ def _splits(parts: list[str]) -> tuple[float, float, float]:
     return vals  # type: ignore[return-value]
 
 
+def _density_jitter(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo = hi = float("nan")
+    if not (0 < lo <= hi < 100):
+        raise argparse.ArgumentTypeError(
+            f"--density-jitter {text!r}: pass LO,HI factors with 0 < LO <= HI, e.g. 0.1,1.5"
+        )
+    return lo, hi
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``napari-hrs synth`` and its options; return the subparser."""
     p = subparsers.add_parser(
@@ -65,6 +77,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--coco", action="store_true", help="write a COCO dataset instead")
     p.add_argument("--n-images", type=int, default=200, help="COCO: number of images (200)")
     p.add_argument("--image-size", type=int, default=256, help="COCO: image side (256)")
+    p.add_argument("--density-jitter", type=_density_jitter, default=(0.6, 1.5),
+                   metavar="LO,HI", help="COCO: each image's density factor, drawn uniformly "
+                   "from LO..HI (0.6,1.5; 0.1,1.5 adds sparse fields)")  # fmt: skip
     p.add_argument(
         "--splits",
         nargs="+",
@@ -100,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 pixel_size_um=args.pixel_size,
                 splits=splits,
                 density=args.density,
+                density_jitter=args.density_jitter,
                 overwrite=args.overwrite,
                 progress=progress,
             )

@@ -91,6 +91,7 @@ def export_coco(
     pixel_size_um: float = 0.325,
     splits: Sequence[float] = (0.8, 0.1, 0.1),
     density: float = 1.0,
+    density_jitter: tuple[float, float] = (0.6, 1.5),
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -111,7 +112,8 @@ def export_coco(
     splits : (float, float, float)
         Fractions of train, val and test images.
     density : float
-        Mean density scale (each image varies it by 0.6-1.5x).
+        Density scale; each image multiplies it by a factor drawn uniformly from
+        ``density_jitter`` (default 0.6-1.5x; e.g. ``(0.1, 1.5)`` adds sparse fields).
     overwrite : bool
         Replace ``out_dir`` when it holds a previous synthetic export; any other non-empty
         folder or a file raises :class:`FileExistsError` and is left untouched.
@@ -142,7 +144,8 @@ def export_coco(
                 if cancel is not None and cancel():
                     raise Cancelled(f"COCO export to {final} cancelled; nothing was written")
                 record, image_anns = _write_image(out / split, j + 1, idx, seed, image_size,
-                                                  pixel_size_um, density, len(anns) + 1)  # fmt: skip
+                                                  pixel_size_um, density, len(anns) + 1,
+                                                  density_jitter)  # fmt: skip
                 images.append(record)
                 anns.extend(image_anns)
                 done += 1
@@ -166,6 +169,7 @@ def export_coco(
 
 def _write_image(folder: Path, image_id: int, idx: int, seed: int, image_size: int,
                  pixel_size_um: float, density: float, first_ann_id: int,
+                 density_jitter: tuple[float, float] = (0.6, 1.5),
                  ) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
     """Render scene ``idx`` of the export, write it as ``folder/img_{image_id - 1:05d}.tif``;
     return its COCO image record and annotations (ids from ``first_ann_id``)."""
@@ -175,6 +179,7 @@ def _write_image(folder: Path, image_id: int, idx: int, seed: int, image_size: i
         pixel_size_um,
         density,
         jitter=True,
+        density_jitter=density_jitter,
     )
     image, labels = render_region(scene, 0, 0, image_size, image_size)
     name = f"img_{image_id - 1:05d}.tif"

@@ -100,11 +100,12 @@ def make_scene(
     density: float = 1.0,
     *,
     jitter: bool = False,
+    density_jitter: tuple[float, float] = (0.6, 1.5),
 ) -> SceneParams:
     """Scene parameters for ``seed`` (shape ``(Y, X)`` in pixels, pixel size in µm).
 
-    ``jitter`` varies illumination, noise, defocus, density and pixel size (±8 %) a little, for
-    training sets of independent scenes.
+    ``jitter`` varies illumination, noise, defocus, density (by a factor drawn uniformly from
+    ``density_jitter``) and pixel size (±8 %), for training sets of independent scenes.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     shifts = []
@@ -122,7 +123,7 @@ def make_scene(
             "defocus_rate": float(rng.uniform(0.05, 0.3)),
             "vignetting": float(rng.uniform(0.0, 0.08)),
         }
-        density = density * float(rng.uniform(0.6, 1.5))
+        density = density * float(rng.uniform(*density_jitter))
         pixel_size_um = pixel_size_um * float(rng.uniform(0.92, 1.08))
     return SceneParams(
         seed=int(seed),

@@ -2,7 +2,8 @@
 
 :func:`detect` reads the brightfield channel of an :class:`~napari_hrs.io.Acquisition` lazily,
 tile by tile (row-major), maps intensities with one range estimated on a low-resolution level
-(never per tile), resamples each tile to the model's pixel size when they differ, runs the
+(never per tile), cuts a tile that holds blank padding to its data and resamples it to the
+model's pixel size when they differ (one tile: :mod:`napari_hrs.engine.tile_io`), runs the
 :class:`~napari_hrs.engine.predictor.Predictor` on batches of tiles (the next batch is read
 while the current one runs), keeps each instance only in the tile that owns it, merges the
 duplicates of neighbouring tiles (:mod:`napari_hrs.engine.tiling`), and writes labels and

@@ -4,7 +4,7 @@
 # held-out test split. Work files go to ${WORK:-out/train_bundled}.
 # The classes are the target (round_spermatid) and its two named confounders (lymphocyte,
 # red_blood_cell): learning them explicitly keeps look-alikes from being called hRS.
-# Usage: scripts/train_bundled.sh [ITERS]            (default 1500; ~35 min on 2 cores)
+# Usage: scripts/train_bundled.sh [ITERS]            (default 1500; ~25 min on 2 cores)
 #        scripts/train_bundled.sh [ITERS] --resume   (continue an interrupted run; the last
 #        checkpoint keeps the optimizer state, the final one drops it: a smaller shipped file)
 set -euo pipefail
@@ -16,6 +16,7 @@ WORK=${WORK:-out/train_bundled}
 mkdir -p "$WORK"
 if [ ! -f "$WORK/coco/test.json" ]; then
   .venv/bin/napari-hrs synth "$WORK/coco" --coco --n-images 600 --image-size 256 --seed 0 \
+    --density-jitter 0.1,1.5 \
     --splits 0.8,0.1,0.1 --overwrite
 fi
 .venv/bin/napari-hrs train "$WORK/coco/train.json" --val "$WORK/coco/val.json" \

@@ -303,3 +303,22 @@ def test_cli_unreachable_scheduler_is_one_line(acq_dir, tmp_path, capsys):
                "--scheduler", "nope://x", "--quiet"])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 2 and "cannot connect to the dask scheduler 'nope://x'" in err, err
+
+
+def test_resume_key_follows_the_model_weights(tmp_path):
+    """A retrained model keeps its config (same config hash): the resume key must still change,
+    or a resumed batch would stitch tiles of the old weights with tiles of the new."""
+    import shutil
+
+    from napari_hrs.batch.run import _weights_stamp
+    from napari_hrs.engine.checkpoint import bundled_model_path
+
+    copy = tmp_path / "m.pt"
+    shutil.copy(bundled_model_path(), copy)
+    assert _weights_stamp("compact") == _weights_stamp(str(copy))
+    with open(copy, "r+b") as f:  # one changed byte near the end (the weights)
+        f.seek(-100, 2)
+        b = f.read(1)
+        f.seek(-100, 2)
+        f.write(bytes([b[0] ^ 1]))
+    assert _weights_stamp(str(copy)) != _weights_stamp("compact")

@@ -43,6 +43,7 @@ import pandas as pd
 
 from napari_hrs.batch.inputs import BatchInput, expand_inputs
 from napari_hrs.batch.tasks import TileJob, TileOutput, predict_tiles
+from napari_hrs.engine.tile_io import TILE_IO_VERSION
 from napari_hrs.engine.tiling import Tile
 from napari_hrs.errors import Cancelled, ClusterError
 from napari_hrs.io.export._atomic import atomic_target
@@ -282,6 +283,19 @@ def input_stamp(path: str | os.PathLike) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def _weights_stamp(model: str) -> str:
+    """A fingerprint of the model file (sha256 of its bytes): a retrained model with the same
+    config must not resume on tiles the previous weights predicted."""
+    from napari_hrs.engine.checkpoint import bundled_model_path
+
+    path = bundled_model_path() if model == "compact" else Path(model)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 def _params_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -399,7 +413,8 @@ def run_batch(
     local = Predictor(model, device="cpu", score_threshold=score_threshold,
                       max_detections=max_detections, batch_size=batch)  # fmt: skip
     plane = {k: v for k, v in (plane or {}).items() if v is not None} or None
-    params = {"model": model, "config_hash": config_hash(local.cfg), "tile": tile,
+    params = {"model": model, "config_hash": config_hash(local.cfg),
+              "weights": _weights_stamp(model), "tile_io": TILE_IO_VERSION, "tile": tile,
               "overlap": overlap, "batch": batch, "score_threshold": score_threshold,
               "max_detections": max_detections, "channels": channels,
               "pixel_size_um": pixel_size_um, "plane": plane, "level": level, "resample": resample,

@@ -50,7 +50,7 @@ def _density_jitter(text: str) -> tuple[float, float]:
         lo = hi = float("nan")
     if not (0 < lo <= hi < 100):
         raise argparse.ArgumentTypeError(
-            f"--density-jitter {text!r}: pass LO,HI factors with 0 < LO <= HI, e.g. 0.1,1.5"
+            f"--density-jitter {text!r}: pass LO,HI factors with 0 < LO <= HI < 100, e.g. 0.1,1.5"
         )
     return lo, hi
 

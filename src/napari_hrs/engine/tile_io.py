@@ -31,6 +31,7 @@ from napari_hrs.engine.tiling import Instance, Tile
 from napari_hrs.errors import AcquisitionError, HRSError
 
 __all__ = [
+    "TILE_IO_VERSION",
     "LoadedTile",
     "TileOutput",
     "TileReader",
@@ -40,6 +41,8 @@ __all__ = [
     "tile_instances",
 ]
 
+#: bumped when what a tile yields changes (2: tiles cut to their data); batch resume compares it
+TILE_IO_VERSION = 2
 #: a tile whose data covers at least this fraction of it is predicted whole
 WHOLE_TILE_FRACTION = 0.9
 #: blank margin (model pixels) kept around the data when a tile is cut to its window

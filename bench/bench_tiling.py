@@ -99,7 +99,7 @@ def run_detect(path: Path, args: argparse.Namespace, out: Path) -> dict:
 def run_loop(predictor, acq, meta: dict) -> float:
     """Predict the same tiles, batch by batch, with reading excluded from the timing."""
     from napari_hrs.engine.intensity import IntensityRange
-    from napari_hrs.engine.tile_io import resize as _resize
+    from napari_hrs.engine.tile_io import resize
     from napari_hrs.engine.tiling import TileGrid
 
     p = meta["parameters"]
@@ -111,7 +111,7 @@ def run_loop(predictor, acq, meta: dict) -> float:
         images = []
         for t in grid.tiles[i : i + predictor.batch_size]:
             img = rng.apply(chan[t.y0 : t.y1, t.x0 : t.x1].compute())
-            images.append(_resize(img, p["scale"]) if p["scale"] != 1.0 else img)
+            images.append(resize(img, p["scale"]) if p["scale"] != 1.0 else img)
         t0 = time.perf_counter()
         predictor.predict(images)
         total += time.perf_counter() - t0

@@ -123,3 +123,11 @@ def test_cli_density_jitter_is_checked(tmp_path, capsys):
         main(["synth", str(tmp_path / "c"), "--coco", "--density-jitter", "0,1"])
     assert "--density-jitter '0,1'" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("bad", [(0.0, 1.0), (1.5, 0.6), (-1.0, 2.0)])
+def test_make_scene_rejects_bad_density_jitter(bad):
+    from napari_hrs.synth.scene import make_scene
+
+    with pytest.raises(ValueError, match="density_jitter"):
+        make_scene(5, (256, 256), jitter=True, density_jitter=bad)

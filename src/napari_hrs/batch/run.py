@@ -42,8 +42,8 @@ from typing import Any
 import pandas as pd
 
 from napari_hrs.batch.inputs import BatchInput, expand_inputs
-from napari_hrs.batch.tasks import TileJob, TileOutput, predict_tiles
-from napari_hrs.engine.tile_io import TILE_IO_VERSION
+from napari_hrs.batch.tasks import TileJob, predict_tiles
+from napari_hrs.engine.tile_io import TILE_IO_VERSION, TileOutput
 from napari_hrs.engine.tiling import Tile
 from napari_hrs.errors import Cancelled, ClusterError
 from napari_hrs.io.export._atomic import atomic_target
@@ -609,15 +609,10 @@ def _finish(job: _FileJob, predictor, merge_iou: float, marker_method: str,  # n
                               overwrite=True, metadata=meta)  # fmt: skip
         output = StitchedOutput(job.plan.grid, writer, merge_iou=merge_iou)
         t0 = time.perf_counter()
-        at_cap = blank = 0
         try:
             for t in job.plan.grid.tiles:
-                got = job.spool.get(t)
-                at_cap += got.at_cap
-                blank += got.blank
-                output.add_tile(t, got.instances, got.not_owned)
-            output.finish("complete", len(job.plan.grid), {}, t0,
-                          {"tiles_at_detection_cap": at_cap, "tiles_without_data": blank})
+                output.add(job.spool.get(t))
+            output.finish("complete", len(job.plan.grid), {}, t0)
         except BaseException:
             writer.abort()
             raise

@@ -22,7 +22,7 @@ from napari_hrs.engine.intensity import IntensityRange
 from napari_hrs.engine.tile_io import TileOutput
 from napari_hrs.engine.tiling import Tile
 
-__all__ = ["TileJob", "TileOutput", "predict_tiles", "worker_device", "worker_predictor"]
+__all__ = ["TileJob", "predict_tiles", "worker_device", "worker_predictor"]
 
 _LOCK = threading.Lock()
 _PREDICTORS: dict[tuple, Any] = {}

@@ -77,9 +77,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--coco", action="store_true", help="write a COCO dataset instead")
     p.add_argument("--n-images", type=int, default=200, help="COCO: number of images (200)")
     p.add_argument("--image-size", type=int, default=256, help="COCO: image side (256)")
-    p.add_argument("--density-jitter", type=_density_jitter, default=(0.6, 1.5),
+    p.add_argument("--density-jitter", type=_density_jitter, default=None,
                    metavar="LO,HI", help="COCO: each image's density factor, drawn uniformly "
-                   "from LO..HI (0.6,1.5; 0.1,1.5 adds sparse fields)")  # fmt: skip
+                   "from LO..HI (default synth.scene.DENSITY_JITTER, 0.6,1.5; 0.1,1.5 adds "
+                   "sparse fields)")  # fmt: skip
     p.add_argument(
         "--splits",
         nargs="+",
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from napari_hrs.synth import export_coco, generate_acquisition
+    from napari_hrs.synth.scene import DENSITY_JITTER
 
     splits = _splits(args.splits)
     bar = tqdm(total=0, unit="chunk" if not args.coco else "img", disable=args.quiet)
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 pixel_size_um=args.pixel_size,
                 splits=splits,
                 density=args.density,
-                density_jitter=args.density_jitter,
+                density_jitter=args.density_jitter or DENSITY_JITTER,
                 overwrite=args.overwrite,
                 progress=progress,
             )

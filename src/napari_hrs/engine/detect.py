@@ -32,8 +32,8 @@ import numpy as np
 
 from napari_hrs.engine.intensity import IntensityRange, estimate_range
 from napari_hrs.engine.results import DetectionResult, ResultWriter, read_detection_result
-from napari_hrs.engine.tile_io import TileReader, predict_loaded, reading
-from napari_hrs.engine.tiling import Instance, Stitcher, Tile, TileGrid
+from napari_hrs.engine.tile_io import TileOutput, TileReader, predict_loaded, reading
+from napari_hrs.engine.tiling import Stitcher, TileGrid
 from napari_hrs.errors import AcquisitionError
 from napari_hrs.io.export._atomic import check_replaceable
 
@@ -208,22 +208,27 @@ def plan_detection(
 class StitchedOutput:
     """Tiles' owned instances in, final instances out to a :class:`ResultWriter`.
 
-    Feed :meth:`add_tile` in row-major tile order (as :attr:`TileGrid.tiles`); each finished tile
-    row is merged with its neighbours (:class:`~napari_hrs.engine.tiling.Stitcher`) and written.
-    :meth:`finish` flushes the last rows and renames the result into place.
+    Feed :meth:`add` each tile's :class:`~napari_hrs.engine.tile_io.TileOutput` in row-major
+    tile order (as :attr:`TileGrid.tiles`); each finished tile row is merged with its neighbours
+    (:class:`~napari_hrs.engine.tiling.Stitcher`) and written. :meth:`finish` flushes the last
+    rows and renames the result into place; its statistics count the detections tiles did not
+    own, the tiles at the detection cap and the tiles without data.
     """
 
     def __init__(self, grid: TileGrid, writer: ResultWriter, merge_iou: float = 0.5) -> None:
         self.grid, self.writer = grid, writer
         self.stitcher = Stitcher(grid, merge_iou=merge_iou)
-        self.not_owned = 0
+        self.not_owned = self.at_cap = self.blank = 0
         self.stitch_s = 0.0
         self.write_s = 0.0
 
-    def add_tile(self, tile: Tile, instances: list[Instance], not_owned: int = 0) -> None:
+    def add(self, out: TileOutput) -> None:
         t0 = time.perf_counter()
-        self.not_owned += not_owned
-        self.stitcher.add(tile, instances)
+        tile = out.tile
+        self.not_owned += out.not_owned
+        self.at_cap += out.at_cap
+        self.blank += out.blank
+        self.stitcher.add(tile, out.instances)
         if tile.col == self.grid.n_cols - 1:
             final = self.stitcher.end_row(tile.row)
             t1 = time.perf_counter()
@@ -251,7 +256,9 @@ class StitchedOutput:
                       "max_pending_instances": self.writer.max_pending,
                       "merged_duplicates": self.stitcher.n_merged,
                       "suppressed_in_tile": self.stitcher.n_suppressed,
-                      "not_owned": self.not_owned},
+                      "not_owned": self.not_owned,
+                      "tiles_at_detection_cap": self.at_cap,
+                      "tiles_without_data": self.blank},
         })  # fmt: skip
 
 
@@ -365,7 +372,7 @@ def detect(
     grid = plan.grid
     batches = [grid.tiles[i : i + predictor.batch_size] for i in range(0, len(grid), predictor.batch_size)]  # fmt: skip
     timing = {"predict_s": 0.0}
-    done, cancelled, at_cap, blank = 0, False, 0, 0
+    done, cancelled = 0, False
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrs-tiles") as pool:
             future = pool.submit(reader.load, batches[0]) if batches else None
@@ -380,9 +387,7 @@ def detect(
                 outputs = predict_loaded(predictor, loaded, plan.shape)
                 timing["predict_s"] += time.perf_counter() - t0
                 for o in outputs:
-                    at_cap += o.at_cap
-                    blank += o.blank
-                    output.add_tile(o.tile, o.instances, o.not_owned)
+                    output.add(o)
                 reader.release(len(loaded))
                 del loaded
                 done += len(tiles)
@@ -392,15 +397,13 @@ def detect(
                 future.cancel()
         timing["read_s"] = reader.seconds
         status = "incomplete" if cancelled or done < len(grid) else "complete"
-        if at_cap:
-            warnings.warn(f"{at_cap} of {done} tiles returned as many detections as the cap "
+        if output.at_cap:
+            warnings.warn(f"{output.at_cap} of {done} tiles returned as many detections as the cap "
                           "(max_detections, or the model's cap for the tile size): cells may be "
                           "missing there; use smaller tiles (--tile) or a higher max_detections",
                           stacklevel=2)  # fmt: skip
         path = output.finish(status, done, timing, t_start,
-                             {"max_tiles_in_memory": reader.max_held,
-                              "tiles_at_detection_cap": at_cap,
-                              "tiles_without_data": blank})  # fmt: skip
+                             {"max_tiles_in_memory": reader.max_held})
     except BaseException:
         writer.abort()
         raise

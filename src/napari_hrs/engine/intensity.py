@@ -41,8 +41,9 @@ class IntensityRange:
         scale = 255.0 / max(self.high - self.low, 1e-6)
         raw = np.asarray(image)
         out = (raw.astype(np.float32) - np.float32(self.low)) * np.float32(scale)
-        if self.padding is not None:
-            out[raw == self.padding] = 127.5
+        blank = self.no_data(raw)
+        if blank is not None:
+            out[blank] = 127.5
         if not np.isfinite(out).all():
             np.nan_to_num(out, copy=False, nan=127.5, posinf=319.0, neginf=-64.0)
         return np.clip(out, -64.0, 319.0, out=out)

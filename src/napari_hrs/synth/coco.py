@@ -30,7 +30,7 @@ from napari_hrs.errors import Cancelled
 from napari_hrs.io.export._atomic import atomic_target, check_replaceable
 from napari_hrs.synth.cells import CELL_TYPES
 from napari_hrs.synth.render import render_region
-from napari_hrs.synth.scene import block_cells, make_scene
+from napari_hrs.synth.scene import DENSITY_JITTER, block_cells, make_scene
 from napari_hrs.synth.writer import GENERATOR_VERSION
 
 SPLITS = ("train", "val", "test")
@@ -91,7 +91,7 @@ def export_coco(
     pixel_size_um: float = 0.325,
     splits: Sequence[float] = (0.8, 0.1, 0.1),
     density: float = 1.0,
-    density_jitter: tuple[float, float] = (0.6, 1.5),
+    density_jitter: tuple[float, float] = DENSITY_JITTER,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -169,7 +169,7 @@ def export_coco(
 
 def _write_image(folder: Path, image_id: int, idx: int, seed: int, image_size: int,
                  pixel_size_um: float, density: float, first_ann_id: int,
-                 density_jitter: tuple[float, float] = (0.6, 1.5),
+                 density_jitter: tuple[float, float],
                  ) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
     """Render scene ``idx`` of the export, write it as ``folder/img_{image_id - 1:05d}.tif``;
     return its COCO image record and annotations (ids from ``first_ann_id``)."""

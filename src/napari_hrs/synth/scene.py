@@ -36,6 +36,8 @@ MIN_SEPARATION = 0.8
 CLUSTER_RATE = 0.2
 #: mean number of dust specks per block
 DUST_PER_BLOCK = 0.25
+#: default range of the per-scene density factor when scenes are jittered (training sets)
+DENSITY_JITTER = (0.6, 1.5)
 
 
 @dataclass(frozen=True)
@@ -100,13 +102,18 @@ def make_scene(
     density: float = 1.0,
     *,
     jitter: bool = False,
-    density_jitter: tuple[float, float] = (0.6, 1.5),
+    density_jitter: tuple[float, float] = DENSITY_JITTER,
 ) -> SceneParams:
     """Scene parameters for ``seed`` (shape ``(Y, X)`` in pixels, pixel size in µm).
 
     ``jitter`` varies illumination, noise, defocus, density (by a factor drawn uniformly from
-    ``density_jitter``) and pixel size (±8 %), for training sets of independent scenes.
+    ``density_jitter``, ``0 < low <= high``) and pixel size (±8 %), for training sets of
+    independent scenes.
     """
+    lo, hi = (float(v) for v in density_jitter)
+    if not 0 < lo <= hi:
+        raise ValueError(f"density_jitter {density_jitter!r}: expected (low, high) factors "
+                         "with 0 < low <= high, e.g. (0.6, 1.5)")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     shifts = []
     for _ in range(2):  # PRM1, PNA: 1-3 px shift along each axis, random sign
@@ -123,7 +130,7 @@ def make_scene(
             "defocus_rate": float(rng.uniform(0.05, 0.3)),
             "vignetting": float(rng.uniform(0.0, 0.08)),
         }
-        density = density * float(rng.uniform(*density_jitter))
+        density = density * float(rng.uniform(lo, hi))
         pixel_size_um = pixel_size_um * float(rng.uniform(0.92, 1.08))
     return SceneParams(
         seed=int(seed),

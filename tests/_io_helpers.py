@@ -19,6 +19,8 @@ import tifffile.zarr
 import zarr
 import zarr.storage
 
+from napari_hrs.io.chunks import ChunkReader
+
 NAMES = ["BF", "PNA-FITC", "PRM1"]
 PIXEL_UM = 0.325
 METADATA_KEYS = (".zarray", ".zgroup", ".zattrs", "zarr.json", ".zmetadata")
@@ -185,7 +187,9 @@ class ReadLog:
 
 @contextlib.contextmanager
 def count_reads(monkeypatch: Any) -> Iterator[ReadLog]:
-    """Record every ``get`` of zarr's LocalStore and tifffile's ZarrTiffStore.
+    """Record every ``get`` of zarr's LocalStore, of napari-hrs' chunk reader
+    (:mod:`napari_hrs.io.chunks`, which reads local stores itself) and of tifffile's
+    ZarrTiffStore.
 
     Keys ending in zarr metadata names (and TIFF-store keys served from its in-memory
     metadata) go to ``log.metadata``; everything else is a chunk read, ``log.chunks``.
@@ -194,6 +198,7 @@ def count_reads(monkeypatch: Any) -> Iterator[ReadLog]:
     local_get = zarr.storage.LocalStore.get
     local_partial = zarr.storage.LocalStore.get_partial_values
     tiff_get = tifffile.zarr.ZarrTiffStore.get
+    chunk_get = ChunkReader.get
 
     def record(key: str, is_meta: bool) -> None:
         (log.metadata if is_meta else log.chunks).append(key)
@@ -208,6 +213,10 @@ def count_reads(monkeypatch: Any) -> Iterator[ReadLog]:
             record(key, key.rsplit("/", 1)[-1] in METADATA_KEYS)
         return await local_partial(self, prototype, key_ranges)
 
+    def get_chunk(self, key):
+        record(key, False)
+        return chunk_get(self, key)
+
     async def get_tiff(self, key, *args, **kwargs):
         record(key, key in self._store or key.rsplit("/", 1)[-1] in METADATA_KEYS)
         return await tiff_get(self, key, *args, **kwargs)
@@ -215,6 +224,7 @@ def count_reads(monkeypatch: Any) -> Iterator[ReadLog]:
     monkeypatch.setattr(zarr.storage.LocalStore, "get", get_local)
     monkeypatch.setattr(zarr.storage.LocalStore, "get_partial_values", partial_local)
     monkeypatch.setattr(tifffile.zarr.ZarrTiffStore, "get", get_tiff)
+    monkeypatch.setattr(ChunkReader, "get", get_chunk)
     yield log
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from dask.base import tokenize
 
 from napari_hrs.errors import AcquisitionError
+from napari_hrs.io.chunks import chunk_reader
 from napari_hrs.io.direct import register_direct
 
 #: channel names of a colour picture (RGB TIFF, PNG, JPEG...) whose file names none; the
@@ -107,6 +108,18 @@ class _PlaneView:
         self.shape = tuple(sizes.get(a, 1) for a in self.out)
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.out)
+        self._reader: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_reader": None}  # rebuilt where it is read (a dask worker)
+
+    @property
+    def reader(self) -> Any:
+        """What reads the stored array: a :class:`~napari_hrs.io.chunks.ChunkReader` for a
+        plain local zarr array (the same values, less CPU), else the array itself."""
+        if self._reader is None:
+            self._reader = chunk_reader(self.array) or self.array
+        return self._reader
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -117,7 +130,7 @@ class _PlaneView:
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
         sel = dict(zip(self.out, key, strict=True))
         index = tuple(sel[a] if a in sel else self.fixed.get(a, 0) for a in self.axes)
-        out = np.asarray(self.array[index])
+        out = np.asarray(self.reader[index])
         kept = [a for a, i in zip(self.axes, index, strict=True) if isinstance(i, slice)]
         out = out.transpose([kept.index(a) for a in self.out if a in kept])
         return out[np.newaxis] if len(kept) < self.ndim else out

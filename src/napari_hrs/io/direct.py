@@ -19,6 +19,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from napari_hrs.io.chunks import chunk_reader
+
 __all__ = ["DirectPlane", "direct_reader", "lazy_from_zarr", "register_direct"]
 
 # dask name -> (weak reference to the store object, leading indices). Dask names are content
@@ -31,11 +33,13 @@ class DirectPlane:
     """A window onto a store array: ``prefix`` (integers) indexes its leading axes.
 
     Slicing returns a numpy array read straight from ``array`` (``(..., Y, X)``; the trailing
-    two axes are the image plane).
+    two axes are the image plane), chunk by chunk (:mod:`napari_hrs.io.chunks`) when it is a
+    plain local zarr array.
     """
 
     def __init__(self, array: Any, prefix: tuple[int, ...] = ()) -> None:
         self.array = array
+        self.reader = chunk_reader(array) or array
         self.prefix = tuple(int(i) for i in prefix)
         shape = tuple(int(s) for s in array.shape)
         self.shape = shape[len(self.prefix) :]
@@ -50,7 +54,7 @@ class DirectPlane:
             self.chunks = None
 
     def __getitem__(self, key: tuple) -> np.ndarray:
-        return np.asarray(self.array[(*self.prefix, *key)])
+        return np.asarray(self.reader[(*self.prefix, *key)])
 
 
 def register_direct(array: da.Array, source: Any, prefix: tuple[int, ...] = ()) -> da.Array:

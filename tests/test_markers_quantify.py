@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -288,3 +290,96 @@ def test_no_channel_gives_the_geometry_alone():
     geometry = quantify({}, lab, tile=32)
     assert not any(c.startswith("PRM1_") for c in geometry.columns)
     pd.testing.assert_frame_equal(geometry, full[geometry.columns], check_exact=True)
+
+
+# --------------------------------------------------------------------------- given boxes
+def _boxes_scene():
+    lab = disk_scene((150, 170), 45, radius=(3.0, 14.0), seed=5)
+    lab[60:75, 58:100] = 999  # a wide cell across tile borders
+    rng = np.random.default_rng(2)
+    chans = {
+        "PRM1": rng.integers(0, 4096, lab.shape).astype(np.uint16),
+        "PNA": rng.normal(100, 20, lab.shape).astype(np.float32),
+    }
+    return lab, chans
+
+
+def _as_hints(table: pd.DataFrame, jitter: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """A detection-table-like box per cell: the exact box, each edge moved by up to
+    ``jitter`` pixels outwards or inwards (fractional, as a detector's boxes are)."""
+    rng = np.random.default_rng(seed)
+    out = pd.DataFrame({"id": table["label_id"]})
+    for c in ("x0", "y0", "x1", "y1"):
+        out[c] = table[f"bbox_{c}"] + rng.uniform(-jitter, jitter, len(table))
+    return out
+
+
+@pytest.mark.parametrize("tile", [32, 64, 4096])
+def test_given_boxes_skip_the_labels_pass_and_change_nothing(tile):
+    """Boxes a detector would give (fractional, within a pixel of the cell) skip pass 1: the
+    labels are read once, the table is the same to the last bit."""
+    lab, chans = _boxes_scene()
+    ref = quantify(chans, lab, tile=tile)
+    hints = _as_hints(ref, jitter=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback
+        got = quantify(chans, da.from_array(lab, chunks=40), tile=tile, boxes=hints)
+    assert got.attrs["quantify"]["boxes_given"] and got.attrs["quantify"]["labels_pass_s"] < 0.05
+    pd.testing.assert_frame_equal(ref, got, check_exact=True)
+    # larger boxes (any box holding the cell will do) and a table with an id without pixels
+    wide = _as_hints(ref).assign(x0=lambda d: d.x0 - 5, y1=lambda d: d.y1 + 7)
+    wide.loc[len(wide)] = [5000, 10, 10, 20, 20]
+    got = quantify(chans, lab, tile=tile, boxes=wide.rename(columns={"id": "label_id"}))
+    pd.testing.assert_frame_equal(ref, got, check_exact=True)
+
+
+@pytest.mark.parametrize("break_it", ["box too small", "id missing", "larger id"])
+def test_boxes_that_miss_pixels_are_measured_again(break_it):
+    lab, chans = _boxes_scene()
+    ref = quantify(chans, lab, tile=64)
+    hints = _as_hints(ref)
+    if break_it == "box too small":
+        i = int(np.flatnonzero(ref["label_id"] == 999)[0])
+        hints.loc[i, "x1"] -= 6
+    elif break_it == "id missing":
+        hints = hints[hints["id"] != 999]
+    else:
+        lab = lab.copy()
+        lab[lab == 999] = 70_000  # over the largest id given: must not wrap onto another id
+        ref = quantify(chans, lab, tile=64)
+    with pytest.warns(UserWarning, match="measuring again with the labels pass"):
+        got = quantify(chans, lab, tile=64, boxes=hints)
+    assert not got.attrs["quantify"]["boxes_given"]
+    pd.testing.assert_frame_equal(ref, got, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("boxes", "match"),
+    [
+        (pd.DataFrame({"id": [1], "x0": [0], "y0": [0], "x1": [5]}), "missing column"),
+        (pd.DataFrame({"id": [1, 1], "x0": 0, "y0": 0, "x1": 5, "y1": 5}), "once"),
+        (pd.DataFrame({"id": [0], "x0": 0, "y0": 0, "x1": 5, "y1": 5}), ">= 1"),
+        (pd.DataFrame({"id": [1], "x0": np.nan, "y0": 0, "x1": 5, "y1": 5}), "finite"),
+    ],
+)
+def test_bad_boxes_are_refused(boxes, match):
+    lab, chans = _boxes_scene()
+    with pytest.raises(ValueError, match=match):
+        quantify(chans, lab, boxes=boxes)
+
+
+def test_boxes_check_sees_cells_in_tiles_no_box_needs():
+    """A labelled cell far from every given box (in tiles no crop needs) is not missed."""
+    lab = np.zeros((256, 256), np.int32)
+    lab[10:20, 10:20] = 1
+    lab[200:210, 220:230] = 2  # only the labels of its tile would tell
+    ch = np.arange(lab.size, dtype=np.uint16).reshape(lab.shape)
+    ref = quantify({"c": ch}, lab, tile=64)
+    only_1 = pd.DataFrame({"id": [1], "x0": [10.0], "y0": [10.0], "x1": [20.0], "y1": [20.0]})
+    with pytest.warns(UserWarning, match="measuring again"):
+        got = quantify({"c": ch}, lab, tile=64, boxes=only_1)
+    pd.testing.assert_frame_equal(ref, got, check_exact=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = quantify({"c": ch[:100, :100]}, lab[:100, :100], tile=64, boxes=only_1)
+    assert list(got["label_id"]) == [1] and got.attrs["quantify"]["boxes_given"]

@@ -158,9 +158,11 @@ def measure_cells(
     if not result.complete or not markers or det.empty:
         cells, summary = det, {}
     else:
+        # the detection boxes hold each cell's pixels: no labels pass (checked as they stream)
         measured = quantify_acquisition(
-            acq, result.labels, markers=markers, ring_px=ring_px, progress=progress, cancel=cancel
-        )
+            acq, result.labels, markers=markers, ring_px=ring_px, progress=progress,
+            cancel=cancel, boxes=result.table,
+        )  # fmt: skip
         keep = [c for c in measured.columns if c not in det.columns or c == "label_id"]
         cells = det.merge(measured[keep], on="label_id", how="left")
         cells = call_markers(cells, marker_method, markers=list(markers))

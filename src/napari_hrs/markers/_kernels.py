@@ -115,7 +115,7 @@ def disk_half_widths(gap: int, outer: int) -> tuple[np.ndarray, np.ndarray]:
 @numba.njit(cache=_CACHE, nogil=True)
 def measure_cells(  # noqa: PLR0913
     lab, chans, ids, by, bx, bh, bw, k_outer, k_gap, shift, is_int, offs,
-    area, sy, sx, ring_n, total, median, bg_median, bg_mean, bg_sd,
+    area, sy, sx, ring_n, ext, total, median, bg_median, bg_mean, bg_sd,
 ):  # pragma: no cover - compiled  # fmt: skip
     """Pixels, ring and channel statistics of each cell ``i``, whose bounding box is rows
     ``by[i]:by[i] + bh[i]``, columns ``bx[i]:bx[i] + bw[i]`` of the (H, W) region ``lab`` (at
@@ -124,7 +124,10 @@ def measure_cells(  # noqa: PLR0913
     ``k_outer[j + outer]`` / ``k_gap[j + outer]`` are the half-widths of the outer / gap disks
     on row offset ``j`` (-1 where the gap disk does not reach; :func:`disk_half_widths`).
     Fills ``area``, ``sy`` / ``sx`` (sums of the cell's row / column indices, relative to the
-    box's top-left corner minus ``outer``), ``ring_n``, and per channel ``c`` the (C, N) rows
+    box's top-left corner minus ``outer``), ``ring_n``, ``ext`` ((N, 4): the cell's exact
+    bounding box ``y0, y1, x0, x1``, half-open, in the same crop coordinates; ``-1`` rows for a
+    cell without pixels: the given box need only contain the cell), and per channel ``c`` the
+    (C, N) rows
     ``total[c]``... as :func:`channel_stats` does (``shift`` / ``is_int`` as there). Each cell
     is measured whole (pixels, ring, every channel) before the next: the flat offsets of its
     pixels, then of its ring, go to ``offs`` (int32 or int64, at least the largest crop's
@@ -158,6 +161,7 @@ def measure_cells(  # noqa: PLR0913
         sy[i] = s_y
         sx[i] = s_x
         ring_n[i] = r_px
+        _extent(row_ptr, run_a, run_b, outer, bh[i], ext[i])
         for c in range(chans.shape[0]):
             base = c * plane
             total[c, i], _, median[c, i], _ = _segment_stats(
@@ -166,6 +170,24 @@ def measure_cells(  # noqa: PLR0913
             _, bg_mean[c, i], bg_median[c, i], bg_sd[c, i] = _segment_stats(
                 vals, base, offs, a_px, r_px, shift, is_int, True, buf, hist4, hist_lo
             )  # fmt: skip
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _extent(row_ptr, run_a, run_b, outer, bh, out):  # pragma: no cover - compiled
+    """``out[:] = y0, y1, x0, x1``: the bounding box of the runs on crop rows
+    ``outer..outer + bh`` (runs of a row ascending); all ``-1`` when there are none."""
+    out[:] = -1
+    for y in range(outer, outer + bh):
+        a, b = row_ptr[y], row_ptr[y + 1]
+        if b == a:
+            continue
+        if out[0] < 0:
+            out[0] = y
+            out[2] = run_a[a]
+            out[3] = run_b[b - 1]
+        out[1] = y + 1
+        out[2] = min(out[2], run_a[a])
+        out[3] = max(out[3], run_b[b - 1])
 
 
 @numba.njit(cache=_CACHE, nogil=True)

@@ -138,10 +138,15 @@ def stream_regions(
     check: Callable[[], None],
     step: Callable[[], None],
     timing: dict,
+    audit: dict[str, int] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray | list[np.ndarray], RegionPlan]]:
     """Yield ``(labels, channels, RegionPlan)`` for every tile owning cells, reading each tile
     once (the next one is read on a thread while the current one is measured). ``channels`` is
-    one (C, H, W) array when the channels share a dtype, else a list of (H, W) arrays."""
+    one (C, H, W) array when the channels share a dtype, else a list of (H, W) arrays.
+
+    ``audit`` (``{"nonzero": 0, "max": 0}``) gets the number of labelled pixels of the whole
+    image and its largest label, as read (before the cast to ``label_dtype``): the labels of
+    tiles no crop needs are read for it too (only the labels)."""
     nty, ntx = plan.needed.shape
     lab_pad = np.iinfo(label_dtype).max if label_dtype.kind == "u" else -1
     canvases = [_Canvas(plan, shape[1], label_dtype, lab_pad)]
@@ -166,6 +171,9 @@ def stream_regions(
         # tiles lie inside the image (no padding); the labels are cast to the canvas's type as
         # they are copied in, so read_region need not cast them first
         tiles = read_region(sources, (ys, xs), shape, pads=(lab_pad, 0), signed=False)
+        if audit is not None:
+            audit["nonzero"] += int(np.count_nonzero(tiles[0]))
+            audit["max"] = max(audit["max"], int(tiles[0].max(initial=0)))
         timing["channel_bytes"] += sum(a.nbytes for a in tiles[1:])
         while row[0] < i:
             for c in canvases:
@@ -192,7 +200,14 @@ def stream_regions(
                 chans = stacks[k % 2] if stacks is not None else bufs[1:]
                 yield bufs[0], chans, RegionPlan(region, cells)
             step()
-    for _ in range(nty * ntx - len(order)):
+    for i, j in ((i, j) for i in range(nty) for j in range(ntx) if not plan.needed[i, j]):
+        if audit is not None:
+            check()
+            ys = slice(i * plan.ty, min((i + 1) * plan.ty, shape[0]))
+            xs = slice(j * plan.tx, min((j + 1) * plan.tx, shape[1]))
+            lab = read_region(sources[:1], (ys, xs), shape, pads=(0,), signed=False)[0]
+            audit["nonzero"] += int(np.count_nonzero(lab))
+            audit["max"] = max(audit["max"], int(lab.max(initial=0)))
         step()
 
 

@@ -29,6 +29,7 @@ import functools
 import itertools
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -67,6 +68,7 @@ def quantify(
     cancel: Cancel | None = None,
     cache_labels_mb: float = 256.0,
     threads: int | None = None,
+    boxes: Any = None,
 ) -> pd.DataFrame:
     """Measure every labelled cell in every channel.
 
@@ -94,6 +96,14 @@ def quantify(
         Threads measuring the cells of a tile side by side (default: the CPU cores this
         process may use, at most 8). Never changes the numbers. On the 2-core reference
         machine 2 threads are ~13 % faster than 1 (docs/performance.md).
+    boxes : table, optional
+        Where the cells lie, to skip the labels pass (the first of the two passes): a
+        DataFrame (or mapping of columns) with ``label_id`` (or ``id``) and ``x0, y0, x1, y1``
+        in pixels, any box holding all of a cell's pixels (e.g. a detection table: fractional
+        boxes are widened to whole pixels plus :data:`BOX_MARGIN`). Checked as the labels
+        stream (every labelled pixel must lie in the box of its id): where the check fails the
+        cells are measured again with the labels pass, with a warning. The numbers are the
+        same either way; ids of the table without pixels get no row.
 
     Returns
     -------
@@ -138,11 +148,18 @@ def quantify(
             raise Cancelled("marker quantification cancelled")
 
     t0 = time.perf_counter()
-    boxes, cached = _tiles.label_boxes(
-        lab_src, grid, step=step, check=check, cache_bytes=int(cache_labels_mb * 1e6)
-    )
-    if cached is not None:
-        lab_src = _tiles.Source.of(cached, "labels")
+    hinted = boxes is not None
+    if hinted:  # no labels pass: the boxes are checked as the labels stream (`audit`)
+        boxes = _hint_boxes(boxes, shape)
+        state["total"] -= len(grid)
+        audit: dict[str, int] | None = {"nonzero": 0, "max": 0}
+    else:
+        boxes, cached = _tiles.label_boxes(
+            lab_src, grid, step=step, check=check, cache_bytes=int(cache_labels_mb * 1e6)
+        )
+        if cached is not None:
+            lab_src = _tiles.Source.of(cached, "labels")
+        audit = None
     _check_compact(boxes, shape)
     t_pass1 = time.perf_counter() - t0
     plan = _stream.plan_stream(boxes, shape, tiles, radius)
@@ -153,7 +170,8 @@ def quantify(
     sources = [lab_src, *srcs]
     regions = itertools.chain(
         _stream.stream_regions(
-            sources, plan, shape, label_dtype, check=check, step=step, timing=timing
+            sources, plan, shape, label_dtype, check=check, step=step, timing=timing,
+            audit=audit,
         ),
         _stream.read_plans(sources, big, shape, check=check, step=step),
     )
@@ -163,6 +181,21 @@ def quantify(
         parts.append(_measure_region(lab, chans, names, region, boxes, gap, width, n_threads))
         timing["compute_s"] += time.perf_counter() - t
     table = _to_table(parts, names, pixel_size_um)
+    if audit is not None:
+        top = int(boxes.ids.max(initial=0))
+        if audit["max"] > top or int(table["area_px"].sum()) != audit["nonzero"]:
+            warnings.warn(
+                f"the boxes given do not hold every labelled pixel ({int(table['area_px'].sum())}"
+                f" of {audit['nonzero']} inside the boxes of their ids; largest label id "
+                f"{audit['max']}, largest id given {top}): measuring again with the labels "
+                "pass", stacklevel=2,
+            )  # fmt: skip
+            return quantify(
+                channels, labels, ring_px=ring_px, pixel_size_um=pixel_size_um, tile=tile,
+                progress=progress, cancel=cancel, cache_labels_mb=cache_labels_mb,
+                threads=threads,
+            )  # fmt: skip
+        table = table[table["area_px"] > 0].reset_index(drop=True)
     table.attrs["quantify"] = {
         "ring_px": (gap, width),
         "tile": tiles,
@@ -173,6 +206,7 @@ def quantify(
         "channels": names,
         "shape": tuple(shape),
         "labels_pass_s": t_pass1,
+        "boxes_given": hinted,
         "total_s": time.perf_counter() - t0,
         **timing,
     }
@@ -191,6 +225,7 @@ def quantify_acquisition(
     cancel: Cancel | None = None,
     cache_labels_mb: float = 256.0,
     threads: int | None = None,
+    boxes: Any = None,
 ) -> pd.DataFrame:
     """:func:`quantify` the marker channels of a :class:`napari_hrs.io.Acquisition`.
 
@@ -205,8 +240,8 @@ def quantify_acquisition(
         Roles or channel names to measure (``"PRM1"``, ``"PNA"``).
     level : int
         Pyramid level (0 = full resolution).
-    ring_px, tile, progress, cancel, cache_labels_mb, threads
-        As for :func:`quantify`.
+    ring_px, tile, progress, cancel, cache_labels_mb, threads, boxes
+        As for :func:`quantify` (``boxes``: e.g. the detection table of ``labels``).
 
     Raises
     ------
@@ -231,13 +266,47 @@ def quantify_acquisition(
         px = getattr(acquisition, "pixel_size_um", None) if level == 0 else None
     return quantify(
         chans, labels, ring_px=ring_px, pixel_size_um=px, tile=tile, progress=progress,
-        cancel=cancel, cache_labels_mb=cache_labels_mb, threads=threads,
+        cancel=cancel, cache_labels_mb=cache_labels_mb, threads=threads, boxes=boxes,
     )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- internals
 #: labels whose median box covers more of the image than this are not cells (see _check_compact)
 _MAX_MEDIAN_BOX_FRACTION = 0.1
+
+
+#: pixels added on every side of a given box (``quantify(boxes=...)``): a mask pasted into a
+#: detector's fractional box may reach a pixel past it
+BOX_MARGIN = 1
+
+
+def _hint_boxes(table: Any, shape: tuple[int, int]) -> _tiles.LabelBoxes:
+    """``quantify(boxes=...)`` as :class:`~._tiles.LabelBoxes`: whole pixels, widened by
+    :data:`BOX_MARGIN`, clipped to the image; ids ascending."""
+    df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
+    id_col = "label_id" if "label_id" in df.columns else "id"
+    missing = [c for c in (id_col, "x0", "y0", "x1", "y1") if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"boxes: missing column(s) {missing}; expected label_id (or id), x0, y0, x1, y1 in "
+            f"pixels (a detection table), got {list(df.columns)}"
+        )
+    ids = df[id_col].to_numpy()
+    coords = df[["y0", "y1", "x0", "x1"]].to_numpy(np.float64)
+    if len(ids) and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 1):
+        raise ValueError("boxes: label ids must be integers >= 1")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("boxes: each label id may appear once")
+    if not np.isfinite(coords).all():
+        raise ValueError("boxes: x0, y0, x1, y1 must be finite pixel coordinates")
+    h, w = shape
+    lo = np.floor(coords[:, [0, 2]]).astype(np.int64) - BOX_MARGIN
+    hi = np.ceil(coords[:, [1, 3]]).astype(np.int64) + BOX_MARGIN
+    y0, x0 = np.clip(lo[:, 0], 0, h), np.clip(lo[:, 1], 0, w)
+    y1, x1 = np.clip(hi[:, 0], 0, h), np.clip(hi[:, 1], 0, w)
+    keep = (y1 > y0) & (x1 > x0)  # boxes outside the image hold no pixel of it
+    order = np.argsort(ids[keep], kind="stable")
+    return _tiles.LabelBoxes(*(a[keep][order] for a in (ids.astype(np.int64), y0, y1, x0, x1)))
 
 
 def _check_compact(boxes: _tiles.LabelBoxes, shape: tuple[int, int]) -> None:
@@ -348,6 +417,7 @@ def _measure_cells(
     k_outer, k_gap = _kernels.disk_half_widths(gap, radius)
     lab = np.ascontiguousarray(lab)
     area, sy, sx, ring_n = (np.zeros(n, np.int64) for _ in range(4))
+    ext = np.empty((n, 4), np.int64)  # the cells' exact boxes (the given ones may be larger)
     # flat offsets of one cell's pixels and ring (int32 halves the memory: regions < 2**31 px)
     crop = int(((bh + 2 * radius) * (bw + 2 * radius)).max(initial=1))
     offs = np.empty(crop, np.int32 if lab.size < 2**31 else np.int64)
@@ -359,24 +429,26 @@ def _measure_cells(
         out = tuple(np.empty((len(group), n)) for _ in range(5))
         _kernels.measure_cells(
             lab, stack, ids, by, bx, bh, bw, k_outer, k_gap, shift, is_int, offs, area, sy, sx,
-            ring_n, *out,
+            ring_n, ext, *out,
         )  # fmt: skip
         for row, c in enumerate(group):
             stats[c] = tuple(o[row] for o in out)
     oy, ox = by - radius + ry0, bx - radius + rx0  # crop corner in image pixels
-    cols = {
-        "label_id": boxes.ids[cells],
-        "area_px": area,
-        "centroid_y_px": oy + sy / area,
-        "centroid_x_px": ox + sx / area,
-        "bbox_x0": boxes.x0[cells],
-        "bbox_y0": boxes.y0[cells],
-        "bbox_x1": boxes.x1[cells],
-        "bbox_y1": boxes.y1[cells],
-        "ring_area_px": ring_n,
-    }
-    for c, name in enumerate(names):
-        cols.update(_marker_columns(name, area, *stats[c]))
+    with np.errstate(divide="ignore", invalid="ignore"):  # hinted ids without pixels: dropped
+        cols = {
+            "label_id": boxes.ids[cells],
+            "area_px": area,
+            # sums of image indices / area: the same whatever box the crop started from
+            "centroid_y_px": (oy * area + sy) / area,
+            "centroid_x_px": (ox * area + sx) / area,
+            "bbox_x0": ox + ext[:, 2],
+            "bbox_y0": oy + ext[:, 0],
+            "bbox_x1": ox + ext[:, 3],
+            "bbox_y1": oy + ext[:, 1],
+            "ring_area_px": ring_n,
+        }
+        for c, name in enumerate(names):
+            cols.update(_marker_columns(name, area, *stats[c]))
     return cols
 
 

@@ -40,6 +40,8 @@ SELECTIONS = [
     (slice(1, 2), 20, slice(None)),
     (0, slice(5, 5), slice(None)),  # empty
     (1,),
+    (Ellipsis, slice(7, 9)),
+    (0, Ellipsis),
 ]
 
 LAYOUTS = [
@@ -128,3 +130,16 @@ def test_plane_view_reads_chunks_and_pickles(tmp_path):
     again = pickle.loads(pickle.dumps(view))
     assert again._reader is None
     np.testing.assert_array_equal(again[slice(None), slice(None)], data[1])
+
+
+def test_scratch_buffers_are_pooled_and_bounded(tmp_path, monkeypatch):
+    from napari_hrs.io import chunks
+
+    monkeypatch.setattr(chunks, "POOL_BYTES", 3 * 16 * 16 * 8)
+    monkeypatch.setattr(chunks, "_POOL", [])
+    for i, dtype in enumerate(["uint16", "float64", "uint8", "float64"]):
+        arr = _v2(tmp_path / f"{i}.zarr", dtype, numcodecs.Blosc())
+        data = _fill(arr, seed=i)
+        np.testing.assert_array_equal(chunk_reader(arr)[:, :, :], data)
+        assert sum(b.nbytes for b in chunks._POOL) <= chunks.POOL_BYTES
+    assert chunks._POOL  # idle buffers are kept for the next read

@@ -64,6 +64,31 @@ def _v3_decoder(meta: Any) -> Any | None:
 
 _NATIVE = "little" if np.little_endian else "big"
 
+#: most bytes of idle scratch chunk buffers kept for reuse (fresh ones cost page faults)
+POOL_BYTES = 64 * 2**20
+_POOL: list[np.ndarray] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _take(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A scratch array of ``shape`` / ``dtype`` (contents undefined), from the pool if one of
+    that size is idle."""
+    n = int(np.prod(shape)) * dtype.itemsize
+    with _POOL_LOCK:
+        for i, b in enumerate(_POOL):
+            if b.nbytes == n:
+                return _POOL.pop(i).view(dtype).reshape(shape)
+    return np.empty(shape, dtype)
+
+
+def _give(buf: np.ndarray) -> None:
+    """Return a :func:`_take` array to the pool (dropped, oldest first, beyond POOL_BYTES)."""
+    flat = buf.reshape(-1).view(np.uint8)
+    with _POOL_LOCK:
+        _POOL.append(flat)
+        while sum(b.nbytes for b in _POOL) > POOL_BYTES:
+            _POOL.pop(0)
+
 
 def chunk_reader(array: Any) -> ChunkReader | None:
     """A :class:`ChunkReader` for ``array`` when it is a plain local zarr array, else None."""
@@ -95,8 +120,8 @@ class ChunkReader:
 
     ``root`` is the store's folder, ``path`` the array's path in it (``""`` at the root),
     ``key(coords)`` the path of chunk ``coords`` relative to the array, ``decoder`` a numcodecs
-    codec (``False`` for raw bytes). Thread-safe: each thread decodes into its own reused
-    chunk buffer.
+    codec (``False`` for raw bytes). Thread-safe: each read decodes into a scratch buffer
+    taken from a small pool shared by all readers (:data:`POOL_BYTES`).
     """
 
     def __init__(self, root: str, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
@@ -105,11 +130,14 @@ class ChunkReader:
         self.shape, self.chunks, self.dtype = shape, chunks, np.dtype(dtype)
         self.fill, self.decoder, self.key = fill, decoder, key
         self.ndim = len(shape)
-        self._local = threading.local()
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if not isinstance(key, tuple):
             key = (key,)
+        if key.count(Ellipsis) == 1:
+            at = key.index(Ellipsis)
+            fill = (slice(None),) * max(self.ndim - len(key) + 1, 0)
+            key = key[:at] + fill + key[at + 1 :]
         if len(key) > self.ndim or any(k is Ellipsis or k is None for k in key):
             raise IndexError(f"ChunkReader takes up to {self.ndim} integers / slices; got {key!r}")
         key = key + (slice(None),) * (self.ndim - len(key))
@@ -146,8 +174,12 @@ class ChunkReader:
             data = self.get(key)
             if data is None:
                 out[tuple(dst)] = self.fill
-            else:
-                out[tuple(dst)] = self._decode(data, key)[tuple(src)]
+                continue
+            buf = _take(self.chunks, self.dtype)
+            try:
+                out[tuple(dst)] = self._decode(data, key, buf)[tuple(src)]
+            finally:
+                _give(buf)
 
     def get(self, key: str) -> bytes | None:
         """The bytes of store key ``key`` (a chunk), None when there is no such file."""
@@ -157,13 +189,14 @@ class ChunkReader:
         except FileNotFoundError:
             return None
 
-    def _decode(self, data: bytes, key: str) -> np.ndarray:
-        """Chunk ``data`` (the bytes of store key ``key``) as a ``chunks``-shaped array."""
+    def _decode(self, data: bytes, key: str, buf: np.ndarray) -> np.ndarray:
+        """Chunk ``data`` (the bytes of store key ``key``) as a ``chunks``-shaped array (in
+        ``buf``, a ``chunks``-shaped scratch array, where the codec can decode into it)."""
         n = int(np.prod(self.chunks)) * self.dtype.itemsize
         try:
             if self.decoder is False:
                 raw = data
-            elif self.decoder.codec_id == "blosc":  # into this thread's buffer: no allocation
+            elif self.decoder.codec_id == "blosc":  # into a reused buffer: no page faults
                 # c-blosc's 16-byte header: version, versionlz, flags, typesize, then the
                 # uncompressed size, block size and compressed size (little-endian uint32)
                 if len(data) < 16 or int.from_bytes(data[12:16], "little") != len(data):
@@ -171,9 +204,6 @@ class ChunkReader:
                 size = int.from_bytes(data[4:8], "little")
                 if size != n:
                     raise ValueError(f"holds {size} bytes, expected {n}")
-                buf = getattr(self._local, "buf", None)
-                if buf is None:
-                    buf = self._local.buf = np.empty(self.chunks, self.dtype)
                 self.decoder.decode(data, out=buf)
                 return buf
             else:

@@ -58,6 +58,41 @@ def test_cli_ngff_labels_with_detections_beside(scene):
     assert (t["centroid_x_um"] / t["centroid_x_px"]).round(6).eq(0.325).all()
 
 
+def test_cli_uses_the_detection_boxes_and_measures_the_same(scene, capsys):
+    """A detection table with boxes replaces the labels pass; one whose boxes miss the cells
+    is caught (a warning) and the cells are measured with the pass: the same table."""
+    import warnings
+
+    tmp, ngff, truth = scene
+    lab = np.asarray(__import__("zarr").open_array(str(tmp / "RESULT.zarr" / "0"), mode="r"))
+    rows = []
+    for i in truth["label_id"]:
+        ys, xs = np.nonzero(lab == i)
+        rows.append((i, xs.min() + 0.3, ys.min() - 0.4, xs.max() + 0.6, ys.max() + 1.2))
+    det = pd.DataFrame(rows, columns=["id", "x0", "y0", "x1", "y1"]).assign(score=0.9)
+    det.to_csv(tmp / "boxes.csv", index=False)
+    det.assign(x1=det.x0 + 1).to_csv(tmp / "bad_boxes.csv", index=False)
+    from napari_hrs.cli.quantify import detection_boxes
+
+    assert len(detection_boxes(tmp / "lab.tif", tmp / "boxes.csv")) == len(det)
+    assert detection_boxes(tmp / "lab.tif", None) is None  # lab.csv beside it has no boxes
+    outs = {}
+    for name, extra in (("none", []), ("boxes", ["--detections", tmp / "boxes.csv"]),
+                        ("bad", ["--detections", tmp / "bad_boxes.csv"])):  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = main(["quantify", str(ngff), str(tmp / "lab.tif"), "--out",
+                         str(tmp / f"{name}.csv"), "--quiet", *map(str, extra)])  # fmt: skip
+        assert code == 0
+        again = [w for w in caught if "measuring again" in str(w.message)]
+        assert len(again) == (1 if name == "bad" else 0), name
+        outs[name] = pd.read_csv(tmp / f"{name}.csv")
+    measured = [c for c in outs["boxes"].columns if c not in ("class_name", "score", "category")]
+    assert "PRM1_median" in measured and "bbox_y1" in measured
+    for name in ("boxes", "bad"):
+        pd.testing.assert_frame_equal(outs["none"][measured], outs[name][measured])
+
+
 def test_cli_tiff_with_channel_roles_and_manual_thresholds(scene):
     tmp, _, truth = scene
     out = tmp / "tiff.csv"

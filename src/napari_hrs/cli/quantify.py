@@ -184,6 +184,28 @@ def _detection_table_beside(labels: Path) -> Path | None:
     return None
 
 
+def detection_boxes(labels: Path, detections: Path | None) -> Any | None:
+    """The ``id, x0, y0, x1, y1`` columns of the detection table of ``labels`` (as
+    :func:`join_detections` finds it), for ``quantify(boxes=...)``; None when there is no such
+    table or it lacks them (the boxes only save the labels pass: nothing fails without them)."""
+    import pandas as pd
+
+    path = detections if detections is not None else _detection_table_beside(labels)
+    if path is None or not path.is_file():
+        return None
+    wanted = {"id", "label_id", "x0", "y0", "x1", "y1"}
+    try:
+        det = pd.read_csv(path, usecols=lambda c: c in wanted)
+    except (ValueError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        return None
+    key = "id" if "id" in det.columns else "label_id"
+    if not {key, "x0", "y0", "x1", "y1"} <= set(det.columns) or det[key].duplicated().any():
+        return None
+    if not pd.api.types.is_integer_dtype(det[key]) or det[["x0", "y0", "x1", "y1"]].isna().any().any():
+        return None
+    return det[[key, "x0", "y0", "x1", "y1"]]
+
+
 def join_detections(table: Any, labels: Path, detections: Path | None) -> tuple[Any, str]:
     """Join the detection table's class / score columns on ``label_id`` (its ``id``)."""
     import pandas as pd
@@ -262,9 +284,10 @@ def run(args: argparse.Namespace) -> int:
                 bar.n = done
                 bar.refresh()
 
+            # a detection result's boxes replace the labels pass (checked as the labels stream)
             table = quantify_acquisition(
                 acq, labels, markers, level=args.level, ring_px=ring, tile=args.tile,
-                progress=progress,
+                progress=progress, boxes=detection_boxes(labels_at, args.detections),
             )  # fmt: skip
         table = call_markers(
             table, methods, markers=markers, k=args.k, thresholds=manual, measure=args.measure,

@@ -61,8 +61,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_plane_options(p)
     p.add_argument("--level", type=int, default=0, help="pyramid level of the image (0)")
     p.add_argument("--detections", type=Path, default=None,
-                   help="detection table (CSV with id, class_name, score); default: the CSV "
-                   "found beside LABELS")  # fmt: skip
+                   help="detection table (CSV with id, class_name, score; its x0, y0, x1, y1 "
+                   "boxes, when present, spare the labels pass); default: the CSV found beside "
+                   "LABELS")  # fmt: skip
     p.add_argument("--all-cells", action="store_true",
                    help="summarize every labelled cell, not only those detected as hRS")  # fmt: skip
     p.add_argument("--summary-json", type=Path, default=None, help="also write the summary here")

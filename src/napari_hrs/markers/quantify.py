@@ -8,9 +8,11 @@ label 0 whose Euclidean distance ``d`` to the cell satisfies ``gap < d <= gap + 
 
 How whole slides stay in bounded memory, with numbers identical to a whole-image computation:
 
-1. *Pass 1* reads the labels tile by tile and finds the bounding box of every label
-   (:func:`scipy.ndimage.find_objects`, merged across tiles). Lazy labels that fit
-   ``cache_labels_mb`` are kept so that they are not decompressed twice.
+1. *Pass 1* reads the labels tile by tile and finds the bounding box of every label (a
+   compiled run scan, :func:`~napari_hrs.markers._kernels.tile_boxes`, merged across tiles).
+   Lazy labels that fit ``cache_labels_mb`` are kept so that they are not decompressed twice.
+   Given ``boxes`` (a detection table) replace this pass; pass 2 then checks that every
+   labelled pixel lies in the box of its id, and measures again with pass 1 where not.
 2. *Pass 2* (:mod:`napari_hrs.markers._stream`) reads the channels once, in chunk-aligned tiles,
    in raster order; each cell is measured with the tile holding the bottom-right corner of its
    crop (bounding box + ring radius), from a region assembled out of that tile, a strip kept

@@ -72,10 +72,13 @@ def test_cli_uses_the_detection_boxes_and_measures_the_same(scene, capsys):
     det = pd.DataFrame(rows, columns=["id", "x0", "y0", "x1", "y1"]).assign(score=0.9)
     det.to_csv(tmp / "boxes.csv", index=False)
     det.assign(x1=det.x0 + 1).to_csv(tmp / "bad_boxes.csv", index=False)
-    from napari_hrs.cli.quantify import detection_boxes
+    from napari_hrs.cli.quantify import detection_boxes, read_detections
 
-    assert len(detection_boxes(tmp / "lab.tif", tmp / "boxes.csv")) == len(det)
-    assert detection_boxes(tmp / "lab.tif", None) is None  # lab.csv beside it has no boxes
+    assert len(detection_boxes(read_detections(tmp / "lab.tif", tmp / "boxes.csv")[0])) == len(det)
+    beside = read_detections(tmp / "lab.tif", None)  # lab.csv: class names, no boxes
+    assert beside[1] == tmp / "lab.csv" and detection_boxes(beside[0]) is None
+    assert detection_boxes(read_detections(tmp / "lab.tif", tmp / "bad_boxes.csv")[0].assign(
+        label_id=lambda d: d.label_id.where(d.index > 0, d.label_id[1]))) is None  # duplicate id
     outs = {}
     for name, extra in (("none", []), ("boxes", ["--detections", tmp / "boxes.csv"]),
                         ("bad", ["--detections", tmp / "bad_boxes.csv"])):  # fmt: skip

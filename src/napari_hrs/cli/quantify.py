@@ -185,35 +185,15 @@ def _detection_table_beside(labels: Path) -> Path | None:
     return None
 
 
-def detection_boxes(labels: Path, detections: Path | None) -> Any | None:
-    """The ``id, x0, y0, x1, y1`` columns of the detection table of ``labels`` (as
-    :func:`join_detections` finds it), for ``quantify(boxes=...)``; None when there is no such
-    table or it lacks them (the boxes only save the labels pass: nothing fails without them)."""
-    import pandas as pd
-
-    path = detections if detections is not None else _detection_table_beside(labels)
-    if path is None or not path.is_file():
-        return None
-    wanted = {"id", "label_id", "x0", "y0", "x1", "y1"}
-    try:
-        det = pd.read_csv(path, usecols=lambda c: c in wanted)
-    except (ValueError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
-        return None
-    key = "id" if "id" in det.columns else "label_id"
-    if not {key, "x0", "y0", "x1", "y1"} <= set(det.columns) or det[key].duplicated().any():
-        return None
-    if not pd.api.types.is_integer_dtype(det[key]) or det[["x0", "y0", "x1", "y1"]].isna().any().any():
-        return None
-    return det[[key, "x0", "y0", "x1", "y1"]]
-
-
-def join_detections(table: Any, labels: Path, detections: Path | None) -> tuple[Any, str]:
-    """Join the detection table's class / score columns on ``label_id`` (its ``id``)."""
+def read_detections(labels: Path, detections: Path | None) -> tuple[Any, Path | None]:
+    """The detection table of ``labels`` (``detections``, else the one inside / beside the
+    labels), read once, its id column named ``label_id``; ``(None, None)`` when there is none.
+    A missing, unreadable or id-less ``detections`` is a :class:`CLIError`."""
     import pandas as pd
 
     path = detections if detections is not None else _detection_table_beside(labels)
     if path is None:
-        return table, ""
+        return None, None
     if not path.is_file():
         raise CLIError(f"--detections {path}: no such file")
     try:
@@ -225,8 +205,30 @@ def join_detections(table: Any, labels: Path, detections: Path | None) -> tuple[
         raise CLIError(
             f"detection table {path} has no 'id' (label id) column; columns: {list(det.columns)}"
         )
+    return det.rename(columns={key: "label_id"}), path
+
+
+def detection_boxes(det: Any) -> Any | None:
+    """``label_id, x0, y0, x1, y1`` of a :func:`read_detections` table, for
+    ``quantify(boxes=...)``; None when it has no usable boxes (they only spare the labels pass:
+    nothing fails without them)."""
+    import pandas as pd
+
+    cols = ["label_id", "x0", "y0", "x1", "y1"]
+    if det is None or not set(cols) <= set(det.columns):
+        return None
+    boxes = det[cols]
+    ids_ok = pd.api.types.is_integer_dtype(boxes["label_id"]) and not boxes["label_id"].duplicated().any()
+    return boxes if ids_ok and not boxes[cols[1:]].isna().any().any() else None
+
+
+def join_detections(table: Any, det: Any, path: Path | None) -> tuple[Any, str]:
+    """Join the class / score columns of a :func:`read_detections` table (read from ``path``)
+    on ``label_id``; ``table`` unchanged when there is none."""
+    if det is None:
+        return table, ""
     keep = [c for c in ("class_name", "class_id", "score") if c in det.columns]
-    det = det[[key, *keep]].rename(columns={key: "label_id"}).drop_duplicates("label_id")
+    det = det[["label_id", *keep]].drop_duplicates("label_id")
     attrs = dict(table.attrs)
     merged = table.drop(columns=[c for c in keep if c in table.columns]).merge(
         det, on="label_id", how="left"
@@ -278,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.image} (level {args.level}) has {img_shape}; pass labels made on this "
                 "image (or the matching --level)."
             )
+        det, det_path = read_detections(labels_at, args.detections)  # before the long part
         with tqdm(total=1, unit="tile", desc="quantify", disable=args.quiet) as bar:
 
             def progress(done: int, total: int) -> None:
@@ -288,13 +291,13 @@ def run(args: argparse.Namespace) -> int:
             # a detection result's boxes replace the labels pass (checked as the labels stream)
             table = quantify_acquisition(
                 acq, labels, markers, level=args.level, ring_px=ring, tile=args.tile,
-                progress=progress, boxes=detection_boxes(labels_at, args.detections),
+                progress=progress, boxes=detection_boxes(det),
             )  # fmt: skip
         table = call_markers(
             table, methods, markers=markers, k=args.k, thresholds=manual, measure=args.measure,
             otsu_scale=args.otsu_scale,
         )  # fmt: skip
-        table, note = join_detections(table, labels_at, args.detections)
+        table, note = join_detections(table, det, det_path)
         summary = summarize(table, hrs_only=not args.all_cells)
     except PixelReadError as exc:  # truncated / corrupted pixels: name the file
         raise CLIError(f"{args.labels if exc.what == 'labels' else args.image}: {exc}") from exc

@@ -134,6 +134,7 @@ class ChunkReader:
         self.shape, self.chunks, self.dtype = shape, chunks, np.dtype(dtype)
         self.fill, self.decoder, self.key = fill, decoder, key
         self.ndim = len(shape)
+        self.chunk_nbytes = int(np.prod(chunks)) * self.dtype.itemsize
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if not isinstance(key, tuple):
@@ -196,7 +197,7 @@ class ChunkReader:
     def _decode(self, data: bytes, key: str, buf: np.ndarray) -> np.ndarray:
         """Chunk ``data`` (the bytes of store key ``key``) as a ``chunks``-shaped array (in
         ``buf``, a ``chunks``-shaped scratch array, where the codec can decode into it)."""
-        n = int(np.prod(self.chunks)) * self.dtype.itemsize
+        n = self.chunk_nbytes
         try:
             if self.decoder is False:
                 raw = data

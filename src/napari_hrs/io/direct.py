@@ -2,10 +2,11 @@
 
 A dask array built by napari-hrs on a zarr (or TIFF-as-zarr) store is registered here with the
 object it was built on. :func:`direct_reader` gives that object back, so a caller that reads
-whole tiles (marker quantification) can slice the store itself: one zarr call per tile, whose
-chunks zarr decodes concurrently, instead of one dask task per chunk plus a concatenation. On
-the 2-core reference machine this reads the same uint16 tiles about twice as fast (see
-docs/performance.md). Values are identical: the dask array reads through the same object.
+whole tiles (marker quantification) can slice the store itself: one call per tile (decoded
+chunk by chunk by :mod:`napari_hrs.io.chunks` for plain local zarr arrays, else by zarr)
+instead of one dask task per chunk plus a concatenation: about twice as fast for 2048² uint16
+tiles on the 2-core reference machine (docs/performance.md). Values are identical: the dask
+array reads through the same object.
 
 Arrays not registered (a user's own dask pipeline, anything derived from a registered array
 by slicing or arithmetic) simply have no direct reader, and callers keep using dask.

@@ -172,8 +172,7 @@ def stream_regions(
         # they are copied in, so read_region need not cast them first
         tiles = read_region(sources, (ys, xs), shape, pads=(lab_pad, 0), signed=False)
         if audit is not None:
-            audit["nonzero"] += int(np.count_nonzero(tiles[0]))
-            audit["max"] = max(audit["max"], int(tiles[0].max(initial=0)))
+            _count_labels(audit, tiles[0])
         timing["channel_bytes"] += sum(a.nbytes for a in tiles[1:])
         while row[0] < i:
             for c in canvases:
@@ -205,10 +204,14 @@ def stream_regions(
             check()
             ys = slice(i * plan.ty, min((i + 1) * plan.ty, shape[0]))
             xs = slice(j * plan.tx, min((j + 1) * plan.tx, shape[1]))
-            lab = read_region(sources[:1], (ys, xs), shape, pads=(0,), signed=False)[0]
-            audit["nonzero"] += int(np.count_nonzero(lab))
-            audit["max"] = max(audit["max"], int(lab.max(initial=0)))
+            _count_labels(audit, read_region(sources[:1], (ys, xs), shape, pads=(0,), signed=False)[0])
         step()
+
+
+def _count_labels(audit: dict[str, int], lab: np.ndarray) -> None:
+    """Add the labelled pixels of the labels tile ``lab`` and its largest label to ``audit``."""
+    audit["nonzero"] += int(np.count_nonzero(lab))
+    audit["max"] = max(audit["max"], int(lab.max(initial=0)))
 
 
 def fallback_plans(

@@ -36,7 +36,7 @@ class Source:
     @classmethod
     def of(cls, array: Any, what: str) -> Source:
         """``array`` as a source; a dask array with a direct store reader is read through it
-        (:func:`napari_hrs.io.direct.direct_reader`: one zarr call per tile, same values)."""
+        (:func:`napari_hrs.io.direct.direct_reader`: one call per tile, same values)."""
         if not hasattr(array, "shape") or not hasattr(array, "__getitem__"):
             array = np.asarray(array)
         array = direct_reader(array) or array

@@ -116,6 +116,40 @@ def test_chunked_dask_input_equals_whole_image(chunks, tile):
     pd.testing.assert_frame_equal(whole, cached, check_exact=True)
 
 
+def test_labels_pass_workers_find_the_same_boxes_and_cache():
+    from napari_hrs.markers import _tiles
+
+    lab = disk_scene((150, 170), 45, radius=(3.0, 14.0), seed=6)
+    src = _tiles.Source.of(da.from_array(lab, chunks=20), "labels")
+    grid = _tiles.tile_grid(src.shape, 20)  # 72 tiles, most cells on several
+    runs = {}
+    for w in (1, 2, 5):
+        steps = []
+        boxes, cached = _tiles.label_boxes(
+            src, grid, step=lambda s=steps: s.append(1), check=lambda: None, cache_bytes=10**6,
+            workers=w,
+        )  # fmt: skip
+        assert len(steps) == len(grid)
+        runs[w] = (boxes, cached)
+    ref, ref_cache = runs[1]
+    assert len(ref) == len(np.unique(lab)) - 1
+    np.testing.assert_array_equal(ref_cache, lab)
+    for boxes, cached in runs.values():
+        for f in ("ids", "y0", "y1", "x0", "x1"):
+            np.testing.assert_array_equal(getattr(boxes, f), getattr(ref, f))
+        np.testing.assert_array_equal(cached, lab)
+    calls = []
+    with pytest.raises(Cancelled):  # tiles still queued are dropped, the threads stop
+        _tiles.label_boxes(
+            src, grid, step=lambda: None, workers=3,
+            check=lambda: calls.append(1) or (len(calls) > 5 and _raise_cancelled()),
+        )  # fmt: skip
+
+
+def _raise_cancelled() -> None:
+    raise Cancelled("stop")
+
+
 def test_cell_larger_than_tile_and_on_corners():
     lab = np.zeros((90, 90), np.int32)
     yy, xx = np.mgrid[:90, :90]

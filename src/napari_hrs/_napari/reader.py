@@ -107,7 +107,9 @@ def contrast_limits(
     """
     _, h, w = level.shape
     y0, x0 = max(0, (h - CONTRAST_CROP) // 2), max(0, (w - CONTRAST_CROP) // 2)
-    crop = np.asarray(level[:, y0 : y0 + CONTRAST_CROP, x0 : x0 + CONTRAST_CROP].compute(scheduler="threads"))
+    crop = np.asarray(
+        level[:, y0 : y0 + CONTRAST_CROP, x0 : x0 + CONTRAST_CROP].compute(scheduler="threads")
+    )
     out = []
     for c, (plo, phi) in enumerate(percentiles):
         values = crop[c].ravel()

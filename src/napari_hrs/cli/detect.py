@@ -47,8 +47,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=1024, help="tile edge in pixels (1024)")
     p.add_argument("--overlap", type=int, default=None,
                    help="tile overlap in pixels (default: the model's largest cell + 32)")  # fmt: skip
-    p.add_argument("--batch", type=int, default=None,
-                   help="tiles per forward pass (default 4 on CUDA, 1 on the CPU)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="tiles per forward pass (default 4 on CUDA, 1 on the CPU)",
+    )
     p.add_argument("--score-threshold", type=float, default=0.5, help="minimum score (0.5)")
     p.add_argument("--max-detections", type=int, default=None,
                    help="per tile (default: the model's cap for the tile size)")  # fmt: skip
@@ -63,9 +67,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="do not resample tiles to the model's pixel size")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing result")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument("--engine", choices=("native", "detectron2"), default="native",
-                   help="native (default) or detectron2 (runs the same weights through an "
-                        "installed detectron2)")
+    p.add_argument(
+        "--engine",
+        choices=("native", "detectron2"),
+        default="native",
+        help="native (default) or detectron2 (runs the same weights through an "
+        "installed detectron2)",
+    )
     return p
 
 

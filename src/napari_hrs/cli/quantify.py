@@ -218,7 +218,10 @@ def detection_boxes(det: Any) -> Any | None:
     if det is None or not set(cols) <= set(det.columns):
         return None
     boxes = det[cols]
-    ids_ok = pd.api.types.is_integer_dtype(boxes["label_id"]) and not boxes["label_id"].duplicated().any()
+    ids_ok = (
+        pd.api.types.is_integer_dtype(boxes["label_id"])
+        and not boxes["label_id"].duplicated().any()
+    )
     return boxes if ids_ok and not boxes[cols[1:]].isna().any().any() else None
 
 

@@ -72,8 +72,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--workers", type=int, default=None, help="rendering threads (CPU count, at most 4)"
     )
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a previous synthetic output (never any other file or folder)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous synthetic output (never any other file or folder)",
+    )
     p.add_argument("--coco", action="store_true", help="write a COCO dataset instead")
     p.add_argument("--n-images", type=int, default=200, help="COCO: number of images (200)")
     p.add_argument("--image-size", type=int, default=256, help="COCO: image side (256)")

@@ -350,7 +350,9 @@ def detect(
     acq = acquisition
     target, labels_group, zarr_format = resolve_output(acq, out, name)
     check_replaceable(  # before the (slow) model load
-        target, overwrite, lambda p: labels_group is not None or (p / "run.json").is_file(),
+        target,
+        overwrite,
+        lambda p: labels_group is not None or (p / "run.json").is_file(),
         "a napari-hrs detection result (a folder with run.json)",
     )
     if isinstance(model, Predictor):
@@ -402,8 +404,9 @@ def detect(
                           "(max_detections, or the model's cap for the tile size): cells may be "
                           "missing there; use smaller tiles (--tile) or a higher max_detections",
                           stacklevel=2)  # fmt: skip
-        path = output.finish(status, done, timing, t_start,
-                             {"max_tiles_in_memory": reader.max_held})
+        path = output.finish(
+            status, done, timing, t_start, {"max_tiles_in_memory": reader.max_held}
+        )
     except BaseException:
         writer.abort()
         raise

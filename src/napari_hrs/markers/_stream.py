@@ -204,7 +204,9 @@ def stream_regions(
             check()
             ys = slice(i * plan.ty, min((i + 1) * plan.ty, shape[0]))
             xs = slice(j * plan.tx, min((j + 1) * plan.tx, shape[1]))
-            _count_labels(audit, read_region(sources[:1], (ys, xs), shape, pads=(0,), signed=False)[0])
+            _count_labels(
+                audit, read_region(sources[:1], (ys, xs), shape, pads=(0,), signed=False)[0]
+            )
         step()
 
 

@@ -6,6 +6,7 @@ outside the image (the missing part is padded).
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -237,29 +238,42 @@ def label_boxes(
     step: Callable[[], None],
     check: Callable[[], None],
     cache_bytes: int = 0,
+    workers: int = 2,
 ) -> tuple[LabelBoxes, np.ndarray | None]:
     """Pass 1: bounding box of every label, reading the labels one tile at a time.
 
-    Returns the boxes and, when the labels are lazy (dask / zarr) and fit ``cache_bytes``, the
-    whole labels image as numpy so that pass 2 does not read (decompress) them again.
+    ``workers`` threads each read (decompress) a tile and find its boxes, side by side (the
+    reads and the compiled scan release the GIL); tiles are taken back in order, at most
+    ``workers + 1`` of them in memory. Returns the boxes and, when the labels are lazy (dask /
+    zarr) and fit ``cache_bytes``, the whole labels image as numpy so that pass 2 does not read
+    (decompress) them again.
     """
     lazy = not isinstance(labels.array, np.ndarray)
     cache = _LabelCache(labels.shape, cache_bytes if lazy else 0)
     found = []
 
-    def read(k: int) -> np.ndarray:
-        return read_region([labels], grid[k], labels.shape, pads=(0,), signed=False)[0]
+    def scan(k: int) -> tuple[np.ndarray, np.ndarray, int]:
+        ys, xs = grid[k]
+        t = read_region([labels], grid[k], labels.shape, pads=(0,), signed=False)[0]
+        return (t, *_tile_boxes(t, ys.start, xs.start))
 
-    with ThreadPoolExecutor(max_workers=1) as pool:  # read the next tile meanwhile
-        future = pool.submit(read, 0) if grid else None
-        for k, (ys, xs) in enumerate(grid):
-            check()
-            t = future.result()
-            future = pool.submit(read, k + 1) if k + 1 < len(grid) else None
-            rows, hi = _tile_boxes(t, ys.start, xs.start)
-            found.append(rows)
-            cache.put(t, ys, xs, hi)
-            step()
+    n_workers = max(1, int(workers))
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        ahead = collections.deque(
+            pool.submit(scan, k) for k in range(min(n_workers + 1, len(grid)))
+        )
+        try:
+            for k, (ys, xs) in enumerate(grid):
+                check()
+                t, rows, hi = ahead.popleft().result()
+                if k + len(ahead) + 1 < len(grid):
+                    ahead.append(pool.submit(scan, k + len(ahead) + 1))
+                found.append(rows)
+                cache.put(t, ys, xs, hi)
+                step()
+        finally:  # cancelled or failed: do not read the tiles still queued
+            for f in ahead:
+                f.cancel()
     cached = cache.array if cache.ok else None
     rows = np.concatenate(found) if found else np.zeros((0, 5), np.int64)
     if not len(rows):

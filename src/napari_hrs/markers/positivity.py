@@ -139,7 +139,9 @@ def call_positive(
         threshold = float(value)
     elif method == "otsu":
         if otsu_scale not in OTSU_SCALES:
-            raise ParameterError(f"unknown otsu_scale {otsu_scale!r}; use one of {list(OTSU_SCALES)}.")
+            raise ParameterError(
+                f"unknown otsu_scale {otsu_scale!r}; use one of {list(OTSU_SCALES)}."
+            )
         threshold = _otsu(values.to_numpy(dtype=np.float64), marker, otsu_scale)
     else:
         raise ParameterError(f"unknown positivity method {method!r}; use one of {list(METHODS)}.")

@@ -157,8 +157,9 @@ def quantify(
         audit: dict[str, int] | None = {"nonzero": 0, "max": 0}
     else:
         boxes, cached = _tiles.label_boxes(
-            lab_src, grid, step=step, check=check, cache_bytes=int(cache_labels_mb * 1e6)
-        )
+            lab_src, grid, step=step, check=check, cache_bytes=int(cache_labels_mb * 1e6),
+            workers=min(n_threads, 4),
+        )  # fmt: skip
         if cached is not None:
             lab_src = _tiles.Source.of(cached, "labels")
         audit = None
@@ -172,7 +173,13 @@ def quantify(
     sources = [lab_src, *srcs]
     regions = itertools.chain(
         _stream.stream_regions(
-            sources, plan, shape, label_dtype, check=check, step=step, timing=timing,
+            sources,
+            plan,
+            shape,
+            label_dtype,
+            check=check,
+            step=step,
+            timing=timing,
             audit=audit,
         ),
         _stream.read_plans(sources, big, shape, check=check, step=step),

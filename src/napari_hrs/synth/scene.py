@@ -112,8 +112,10 @@ def make_scene(
     """
     lo, hi = (float(v) for v in density_jitter)
     if not 0 < lo <= hi:
-        raise ValueError(f"density_jitter {density_jitter!r}: expected (low, high) factors "
-                         "with 0 < low <= high, e.g. (0.6, 1.5)")
+        raise ValueError(
+            f"density_jitter {density_jitter!r}: expected (low, high) factors "
+            "with 0 < low <= high, e.g. (0.6, 1.5)"
+        )
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     shifts = []
     for _ in range(2):  # PRM1, PNA: 1-3 px shift along each axis, random sign

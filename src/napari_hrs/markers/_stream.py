@@ -30,6 +30,7 @@ from napari_hrs.markers._tiles import (
     crop_shape,
     plan_regions,
     read_region,
+    worker_pool,
 )
 
 
@@ -162,23 +163,34 @@ def stream_regions(
     order = [(i, j) for i in range(nty) for j in range(ntx) if plan.needed[i, j]]
     row = [0]
 
+    def load(c: int, ys: slice, xs: slice, j: int, k: int) -> np.ndarray:
+        """Read source ``c``'s tile and assemble its region (on a pool thread)."""
+        # tiles lie inside the image (no padding); the labels are cast to the canvas's type as
+        # they are copied in, so read_region need not cast them first
+        tile = read_region([sources[c]], (ys, xs), shape, pads=(lab_pad if c == 0 else 0,),
+                           signed=False)[0]  # fmt: skip
+        if c == 0 and audit is not None:
+            _count_labels(audit, tile)  # one labels source: no other thread adds to it
+        if c:
+            nbytes[c] = tile.nbytes
+        return canvases[c].assemble(tile, j, k)
+
+    nbytes = [0] * len(sources)
+
     def read(k: int) -> list[np.ndarray]:
-        """Read tile ``order[k]`` and assemble its regions (on the reader thread, in order)."""
+        """Read tile ``order[k]`` and assemble its regions (on the reader thread, in order):
+        each source on its own pool thread (decoding and copying release the GIL)."""
         i, j = order[k]
         ys = slice(i * plan.ty, min((i + 1) * plan.ty, shape[0]))
         xs = slice(j * plan.tx, min((j + 1) * plan.tx, shape[1]))
         t = time.perf_counter()
-        # tiles lie inside the image (no padding); the labels are cast to the canvas's type as
-        # they are copied in, so read_region need not cast them first
-        tiles = read_region(sources, (ys, xs), shape, pads=(lab_pad, 0), signed=False)
-        if audit is not None:
-            _count_labels(audit, tiles[0])
-        timing["channel_bytes"] += sum(a.nbytes for a in tiles[1:])
         while row[0] < i:
             for c in canvases:
                 c.next_row()
             row[0] += 1
-        bufs = [c.assemble(tile, j, k) for c, tile in zip(canvases, tiles, strict=True)]
+        jobs = [worker_pool().submit(load, c, ys, xs, j, k) for c in range(len(sources))]
+        bufs = [f.result() for f in jobs]
+        timing["channel_bytes"] += sum(nbytes)
         timing["read_s"] += time.perf_counter() - t
         return bufs
 

@@ -143,3 +143,26 @@ def test_scratch_buffers_are_pooled_and_bounded(tmp_path, monkeypatch):
         np.testing.assert_array_equal(chunk_reader(arr)[:, :, :], data)
         assert sum(b.nbytes for b in chunks._POOL) <= chunks.POOL_BYTES
     assert chunks._POOL  # idle buffers are kept for the next read
+
+
+@pytest.mark.parametrize(
+    "name,make", LAYOUTS[:3] + LAYOUTS[6:7], ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_read_into_writes_a_view_and_casts(tmp_path, name, make):
+    """read_into fills any writable view of the selection's shape (a strided window of a
+    larger int64 array: values cast as numpy assigns), and nothing else of that array."""
+    arr = make(tmp_path / "a.zarr", "uint16")
+    data = _fill(arr)
+    reader = chunk_reader(arr)
+    for sel in [(0, slice(3, 30), slice(10, 45)), (slice(None), slice(5, 37), 7), (1,)]:
+        want = np.asarray(arr[sel])
+        big = np.full((want.shape[0] + 4, want.shape[1] + 6, 2), -1, np.int64)
+        window = (slice(2, 2 + want.shape[0]), slice(3, 3 + want.shape[1]), 1)
+        reader.read_into(sel, big[window])
+        np.testing.assert_array_equal(big[window], want)
+        outside = np.ones(big.shape, bool)
+        outside[window] = False
+        assert (big[outside] == -1).all()
+    with pytest.raises(ValueError, match="shape"):
+        reader.read_into((0, slice(0, 4), slice(0, 4)), np.zeros((4, 5), np.uint16))
+    np.testing.assert_array_equal(reader[:, :, :], data)

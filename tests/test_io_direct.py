@@ -65,3 +65,43 @@ def test_unregistered_and_mismatched():
         assert "does not match" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("a reader of another shape was accepted")
+
+
+def test_quantify_decodes_channels_into_its_regions_and_names_a_corrupt_chunk(
+    tmp_path, monkeypatch
+):
+    """The streamed channel tiles are decoded straight into the region buffers (read_into,
+    not a tile then a copy), with the numbers of a plain numpy run; a truncated chunk of one
+    channel is reported with that channel's name and where."""
+    import pytest
+
+    from napari_hrs.errors import PixelReadError
+    from napari_hrs.io.chunks import ChunkReader
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 4000, (3, 200, 260)).astype(np.uint16)
+    lab = np.zeros((200, 260), np.int32)
+    for k, (y, x) in enumerate([(20, 30), (90, 120), (150, 200), (60, 230), (170, 20)], 1):
+        lab[y : y + 14, x : x + 11] = k
+    path = write_ngff(tmp_path / "a.ome.zarr", img, ["BF", "PRM1", "PNA"], labels=lab)
+    acq = open_acquisition(path)
+    into = []
+    real = ChunkReader.read_into
+    monkeypatch.setattr(
+        ChunkReader, "read_into", lambda self, key, out: into.append(key) or real(self, key, out)
+    )
+    got = quantify_acquisition(acq, lab, tile=64)
+    plain = quantify({"PRM1": img[1], "PNA": img[2]}, lab, pixel_size_um=acq.pixel_size_um)
+    pd.testing.assert_frame_equal(got, plain, check_exact=True)
+    assert len(into) >= 2 * 5  # both channels, every tile with a cell (4 x 5 tiles of 64²)
+    # view reads: one plane of the (C, Y, X) store, into a window of a bigger buffer
+    buf = np.zeros((40, 50), np.uint16)
+    direct_reader(acq.channel("PNA")).read_into((slice(10, 40), slice(100, 140)), buf[5:35, 3:43])
+    np.testing.assert_array_equal(buf[5:35, 3:43], img[2, 10:40, 100:140])
+    assert not buf[:5].any() and not buf[:, :3].any()
+    chunk = path / "0" / "2" / "1" / "1"  # PNA, rows 64-127, columns 64-127
+    if not chunk.exists():
+        chunk = path / "0" / "2.1.1"
+    chunk.write_bytes(chunk.read_bytes()[:30])
+    with pytest.raises(PixelReadError, match=r"channel 'PNA' at rows 64-128, columns 64-128"):
+        quantify_acquisition(open_acquisition(path), lab, tile=64)

@@ -127,13 +127,29 @@ class _PlaneView:
         sizes = _stored_chunks(self.array, self.axes)
         return tuple(sizes.get(a, 1) for a in self.out)
 
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+    def _index(self, key: tuple[slice, ...]) -> tuple[tuple[Any, ...], list[str]]:
+        """The stored array's index for ``key`` (output axes) and the axes it keeps."""
         sel = dict(zip(self.out, key, strict=True))
         index = tuple(sel[a] if a in sel else self.fixed.get(a, 0) for a in self.axes)
+        return index, [a for a, i in zip(self.axes, index, strict=True) if isinstance(i, slice)]
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        index, kept = self._index(key)
         out = np.asarray(self.reader[index])
-        kept = [a for a, i in zip(self.axes, index, strict=True) if isinstance(i, slice)]
         out = out.transpose([kept.index(a) for a in self.out if a in kept])
         return out[np.newaxis] if len(kept) < self.ndim else out
+
+    def read_into(self, key: tuple[slice, ...], out: np.ndarray) -> None:
+        """``out[...] = self[key]``, decoded straight into ``out`` when the stored axes are in
+        the output's order and the reader can (a chunk reader)."""
+        index, kept = self._index(key)
+        into = getattr(self.reader, "read_into", None)
+        if into is None or kept != [a for a in self.out if a in kept]:
+            out[...] = self[key]
+        elif out.ndim == len(kept):
+            into(index, out)
+        else:  # the output's axes that the stored array lacks or that are indexed: size 1
+            into(index, out[tuple(slice(None) if a in kept else 0 for a in self.out)])
 
 
 def _stored_chunks(array: Any, axes: str) -> dict[str, int]:

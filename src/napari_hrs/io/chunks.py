@@ -137,6 +137,25 @@ class ChunkReader:
         self.chunk_nbytes = int(np.prod(chunks)) * self.dtype.itemsize
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        bounds, keep = self._bounds(key)
+        out = np.empty(tuple(b - a for a, b in bounds), self.dtype)
+        if out.size:
+            self._fill(out, bounds)
+        return out[tuple(slice(None) if k else 0 for k in keep)]
+
+    def read_into(self, key: Any, out: np.ndarray) -> None:
+        """``out[...] = self[key]`` without the intermediate array: each chunk is copied (and
+        cast to ``out``'s dtype, as numpy assigns) straight into ``out``, which may be any
+        writable view of the selection's shape."""
+        bounds, keep = self._bounds(key)
+        shape = tuple(b - a for (a, b), k in zip(bounds, keep, strict=True) if k)
+        if out.shape != shape:
+            raise ValueError(f"read_into: out has shape {out.shape}, the selection {shape}")
+        if out.size:
+            self._fill(out[tuple(slice(None) if k else np.newaxis for k in keep)], bounds)
+
+    def _bounds(self, key: Any) -> tuple[list[tuple[int, int]], list[bool]]:
+        """``[start, stop)`` of ``key`` on every axis, and which axes are kept (slices)."""
         if not isinstance(key, tuple):
             key = (key,)
         if key.count(Ellipsis) == 1:
@@ -161,10 +180,7 @@ class ChunkReader:
                 i %= n
                 bounds.append((i, i + 1))
                 keep.append(False)
-        out = np.empty(tuple(b - a for a, b in bounds), self.dtype)
-        if out.size:
-            self._fill(out, bounds)
-        return out[tuple(slice(None) if k else 0 for k in keep)]
+        return bounds, keep
 
     def _fill(self, out: np.ndarray, bounds: list[tuple[int, int]]) -> None:
         ranges = [range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, self.chunks, strict=True)]  # fmt: skip

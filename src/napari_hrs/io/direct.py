@@ -57,6 +57,14 @@ class DirectPlane:
     def __getitem__(self, key: tuple) -> np.ndarray:
         return np.asarray(self.reader[(*self.prefix, *key)])
 
+    def read_into(self, key: tuple, out: np.ndarray) -> None:
+        """``out[...] = self[key]``, decoded straight into ``out`` where the reader can."""
+        into = getattr(self.reader, "read_into", None)
+        if into is None:
+            out[...] = self[key]
+        else:
+            into((*self.prefix, *key), out)
+
 
 def register_direct(array: da.Array, source: Any, prefix: tuple[int, ...] = ()) -> da.Array:
     """Record that ``source[(*prefix, ys, xs)]`` reads what ``array[ys, xs]`` computes.

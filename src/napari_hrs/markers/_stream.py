@@ -28,8 +28,10 @@ from napari_hrs.markers._tiles import (
     RegionPlan,
     Source,
     crop_shape,
+    direct_into,
     plan_regions,
     read_region,
+    read_region_into,
     worker_pool,
 )
 
@@ -112,14 +114,25 @@ class _Canvas:
 
     def assemble(self, tile: np.ndarray, j: int, k: int) -> np.ndarray:
         """Region of tile ``(., j)`` in buffer ``k % 2``; then its band and strip are kept."""
+        self.tile_view(tile.shape, j, k)[...] = tile
+        return self.keep(tile.shape, j, k)
+
+    def tile_view(self, tile_shape: tuple[int, int], j: int, k: int) -> np.ndarray:
+        """Fill buffer ``k % 2`` for tile ``(., j)`` of ``tile_shape`` (band, strip, padding)
+        but for the tile itself, and return the tile's place in it (a view, to be written)."""
         p, b = self.plan, self.bufs[k % 2]
-        th, tw = tile.shape
+        th, tw = tile_shape
         b[: p.hb] = self.band_prev[:, j * p.tx : j * p.tx + b.shape[1]]
         b[p.hb : p.hb + p.ty, : p.wb] = self.strip if j else self.pad
-        b[p.hb : p.hb + th, p.wb : p.wb + tw] = tile
         b[p.hb : p.hb + th, p.wb + tw :] = self.pad
         b[p.hb + th :] = self.pad
-        # its last `hb` rows into the band, its last `wb` columns into the strip
+        return b[p.hb : p.hb + th, p.wb : p.wb + tw]
+
+    def keep(self, tile_shape: tuple[int, int], j: int, k: int) -> np.ndarray:
+        """Once the tile is in buffer ``k % 2``: keep its last ``hb`` rows in the band and its
+        last ``wb`` columns in the strip; returns the buffer (the region)."""
+        p, b = self.plan, self.bufs[k % 2]
+        th, tw = tile_shape
         self.band_cur[:, p.wb + j * p.tx : p.wb + j * p.tx + tw] = b[
             th : th + p.hb, p.wb : p.wb + tw
         ]
@@ -165,15 +178,22 @@ def stream_regions(
 
     def load(c: int, ys: slice, xs: slice, j: int, k: int) -> np.ndarray:
         """Read source ``c``'s tile and assemble its region (on a pool thread)."""
+        src, canvas = sources[c], canvases[c]
+        th, tw = ys.stop - ys.start, xs.stop - xs.start
+        if c and direct_into(src):  # channels: decoded straight into the region buffer
+            read_region_into(src, (ys, xs), canvas.tile_view((th, tw), j, k))
+            nbytes[c] = th * tw * src.dtype.itemsize
+            return canvas.keep((th, tw), j, k)
         # tiles lie inside the image (no padding); the labels are cast to the canvas's type as
-        # they are copied in, so read_region need not cast them first
-        tile = read_region([sources[c]], (ys, xs), shape, pads=(lab_pad if c == 0 else 0,),
+        # they are copied in, so read_region need not cast them first (the audit counts them
+        # as read, before the cast)
+        tile = read_region([src], (ys, xs), shape, pads=(lab_pad if c == 0 else 0,),
                            signed=False)[0]  # fmt: skip
         if c == 0 and audit is not None:
             _count_labels(audit, tile)  # one labels source: no other thread adds to it
         if c:
             nbytes[c] = tile.nbytes
-        return canvases[c].assemble(tile, j, k)
+        return canvas.assemble(tile, j, k)
 
     nbytes = [0] * len(sources)
 

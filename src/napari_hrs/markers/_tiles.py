@@ -83,18 +83,45 @@ def read_region(
     except HRSError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever tifffile / zarr / numcodecs raise
-        bad = [s.what for s in sources if not _readable(s, cy, cx)] or [s.what for s in sources]
-        raise PixelReadError(
-            f"cannot read the pixels of {' / '.join(bad)} at rows {cy.start}-{cy.stop}, columns "
-            f"{cx.start}-{cx.stop} (a truncated or corrupted file?): {exc}",
-            what=bad[0],
-        ) from exc
+        raise _read_error(sources, cy, cx, exc) from exc
     if signed:
         out[0] = _signed_labels(out[0])
     pad = ((cy.start - ys.start, ys.stop - cy.stop), (cx.start - xs.start, xs.stop - cx.stop))
     if any(v for p in pad for v in p):
         out = [np.pad(a, pad, constant_values=pads[0] if i == 0 else pads[1]) for i, a in enumerate(out)]  # fmt: skip
     return out
+
+
+def direct_into(source: Source) -> bool:
+    """Whether :func:`read_region_into` decodes ``source`` straight into its output (a store
+    read chunk by chunk, :mod:`napari_hrs.io.chunks`) rather than through a tile."""
+    return hasattr(source.array, "read_into") and not source.is_dask
+
+
+def read_region_into(source: Source, region: tuple[slice, slice], out: np.ndarray) -> None:
+    """``out[...] =`` the pixels of ``region`` (inside the image) of ``source``, decoded
+    straight into ``out`` (a writable view; values cast to its dtype) where the source's store
+    reader can; errors as :func:`read_region` (a :class:`PixelReadError` naming the source)."""
+    ys, xs = region
+    if not direct_into(source):
+        out[...] = read_region([source], region, source.shape, pads=(0,), signed=False)[0]
+        return
+    try:
+        source.array.read_into((*source.prefix, ys, xs), out)
+    except HRSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever tifffile / zarr / numcodecs raise
+        raise _read_error([source], ys, xs, exc) from exc
+
+
+def _read_error(sources: list[Source], cy: slice, cx: slice, exc: Exception) -> PixelReadError:
+    """The error for pixels of ``sources`` that cannot be read, naming the culprit(s)."""
+    bad = [s.what for s in sources if not _readable(s, cy, cx)] or [s.what for s in sources]
+    return PixelReadError(
+        f"cannot read the pixels of {' / '.join(bad)} at rows {cy.start}-{cy.stop}, columns "
+        f"{cx.start}-{cx.stop} (a truncated or corrupted file?): {exc}",
+        what=bad[0],
+    )
 
 
 def _readable(source: Source, cy: slice, cx: slice) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import warnings
 
 import dask.array as da
 import numpy as np
@@ -105,3 +106,35 @@ def test_quantify_decodes_channels_into_its_regions_and_names_a_corrupt_chunk(
     chunk.write_bytes(chunk.read_bytes()[:30])
     with pytest.raises(PixelReadError, match=r"channel 'PNA' at rows 64-128, columns 64-128"):
         quantify_acquisition(open_acquisition(path), lab, tile=64)
+
+
+def test_lazy_labels_read_again_and_the_boxes_check(tmp_path):
+    """Store labels read again in pass 2 (not cached) and read only there (boxes given) give
+    the numbers of numpy labels, for ids of a uint16 and of a uint32 region; the boxes check
+    sees every labelled pixel: wrong boxes fall back to the labels pass."""
+    import pytest
+
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 4000, (3, 150, 190)).astype(np.uint16)
+    for big in (False, True):  # ids < 2**16 (uint16 canvas) and > 2**16 (uint32 canvas)
+        lab = np.zeros((150, 190), np.uint32)
+        ids = [70_001, 70_002, 90_000] if big else [3, 4, 9]
+        for k, (y, x) in zip(ids, [(10, 20), (70, 90), (120, 160)], strict=True):
+            lab[y : y + 12, x : x + 15] = k
+        path = write_ngff(tmp_path / f"{big}.ome.zarr", img, ["BF", "PRM1", "PNA"], labels=lab)
+        acq = open_acquisition(path)
+        lazy = lazy_from_zarr(zarr.open_array(str(path / "labels" / "cells" / "0"), mode="r"))
+        plain = quantify({"PRM1": img[1], "PNA": img[2]}, lab, pixel_size_um=acq.pixel_size_um)
+        got = quantify_acquisition(acq, lazy, tile=64, cache_labels_mb=0)
+        pd.testing.assert_frame_equal(got, plain, check_exact=True)
+        boxes = plain.rename(columns={"bbox_x0": "x0", "bbox_y0": "y0", "bbox_x1": "x1",
+                                      "bbox_y1": "y1"})  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # right boxes: no fallback
+            hinted = quantify_acquisition(acq, lazy, tile=64, boxes=boxes)
+        assert hinted.attrs["quantify"]["boxes_given"]
+        pd.testing.assert_frame_equal(hinted, plain, check_exact=True)
+        wrong = boxes.assign(x1=boxes["x0"] + 3)  # too narrow: pixels outside their box
+        with pytest.warns(UserWarning, match="measuring again with the labels pass"):
+            again = quantify_acquisition(acq, lazy, tile=64, boxes=wrong)
+        pd.testing.assert_frame_equal(again, plain, check_exact=True)

@@ -10,12 +10,15 @@ ring radius. :func:`measure_cells` measures each cell whole before the next:
   0. ``d <= r`` holds exactly when some cell pixel lies within the disk of radius ``r``: row
   ``y`` is covered by the runs of rows ``y + dy`` widened by ``isqrt(r**2 - dy**2)``. For
   row-convex cells (one run per row, 8-connected rows: nearly all) that union is one interval
-  per row; otherwise it is counted with difference arrays. The cost is per run and per ring
+  per row, accumulated for all rows at once per row offset ``dy`` (vectorised loops);
+  otherwise it is counted with difference arrays. The cost is per row and ``dy`` and per ring
   pixel, not per disk offset. The offsets go to one crop-sized buffer.
 - then, per channel, the values through those offsets (:func:`_segment_stats`): the cell's sum
   and median (numpy's: mean of the two middle values), the ring's median, mean and standard
   deviation (``ddof=0``; radix-selected medians and exact integer arithmetic for <= 16-bit
   integers, numpy's median and two passes in float64 otherwise).
+- meanwhile the next cell's crop rows are prefetched (:func:`_prefetch_crop`): they lie a region
+  row apart, a pattern the hardware prefetchers do not follow (the kernel is ~12 % faster).
 
 :func:`channel_stats` gives the same statistics for given offset segments of one channel.
 The ring is that of the docs (docs/markers.md): the background pixels within ``gap + width``

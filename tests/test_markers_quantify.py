@@ -146,6 +146,44 @@ def test_labels_pass_workers_find_the_same_boxes_and_cache():
         )  # fmt: skip
 
 
+@pytest.mark.parametrize("ids_max", [None, 100_000])
+def test_label_cache_renumbers_large_ids_and_changes_no_number(monkeypatch, ids_max):
+    """Ids beyond 65535 (few cells) are cached as codes 1..N, here uint8 (the tiles stored before
+    the first large id recoded); past the code table's limit the cache holds ids again. The
+    table is that of the numpy labels either way."""
+    from napari_hrs.markers import _tiles
+
+    if ids_max is not None:
+        monkeypatch.setattr(_tiles, "_CODE_IDS_MAX", ids_max)
+    lab = disk_scene((150, 170), 45, radius=(3.0, 14.0), seed=6).astype(np.uint32)
+    ids = np.unique(lab)[1:]
+    # small ids in the top rows (stored raw first), large sparse ones below, one > 100_000
+    big = np.where(np.arange(len(ids)) % 2 == 0, ids + 70_000, ids + 5)
+    big[-1] = 150_007
+    lut = np.zeros(int(ids.max()) + 1, np.uint32)
+    lut[ids] = big
+    top = lut[lab]
+    top[:40][top[:40] > 0] = lab[:40][top[:40] > 0]  # cells in the top rows keep small ids
+    ch = np.random.default_rng(3).integers(0, 4096, lab.shape).astype(np.uint16)
+    want = quantify({"PRM1": ch}, top)
+    lazy = da.from_array(top, chunks=30)
+    src = _tiles.Source.of(lazy, "labels")
+    boxes, cached = _tiles.label_boxes(src, _tiles.tile_grid(src.shape, 30), step=lambda: None,
+                                       check=lambda: None, cache_bytes=10**6)  # fmt: skip
+    assert cached is not None
+    if ids_max is None:  # renumbered: codes 1..N, 2 bytes a pixel
+        assert cached.dtype == np.uint8 and boxes.codes is not None  # 40 codes
+        assert sorted(boxes.codes) == list(range(1, len(boxes) + 1))
+        code_of = dict(zip(boxes.ids.tolist(), boxes.codes.tolist(), strict=True))
+        recoded = np.vectorize(lambda v: code_of.get(v, 0))(top)
+        np.testing.assert_array_equal(cached, recoded)
+    else:  # an id past the table's limit: the ids themselves
+        assert boxes.codes is None and cached.dtype == np.uint32
+        np.testing.assert_array_equal(cached, top)
+    got = quantify({"PRM1": da.from_array(ch, chunks=30)}, lazy, tile=30)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
 def _raise_cancelled() -> None:
     raise Cancelled("stop")
 

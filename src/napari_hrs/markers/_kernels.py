@@ -112,7 +112,7 @@ def _prefetch_crop(flat, vals, plane, n_ch, width, by, bx, bh, bw, outer):  # pr
             _prefetch(vals, at + w - 1)
 
 
-__all__ = ["channel_stats", "disk_half_widths", "measure_cells", "tile_boxes"]
+__all__ = ["channel_stats", "disk_half_widths", "lut_copy", "measure_cells", "tile_boxes"]
 
 
 def tile_boxes(tile: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -160,6 +160,15 @@ def _grow(v, y, start, stop, y0, y1, x0, x1):  # pragma: no cover - compiled
         x0[v] = start
     if stop > x1[v]:
         x1[v] = stop
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def lut_copy(src, lut, dst):  # pragma: no cover - compiled
+    """``dst[y, x] = lut[src[y, x]]`` for (Y, X) arrays (any strides; ``dst`` may be ``src``)."""
+    h, w = src.shape
+    for y in range(h):
+        for x in range(w):
+            dst[y, x] = lut[np.uint64(src[y, x])]
 
 
 def disk_half_widths(gap: int, outer: int) -> tuple[np.ndarray, np.ndarray]:

@@ -191,16 +191,25 @@ def tile_grid(shape: tuple[int, int], tile: int | tuple[int, int]) -> list[tuple
 
 @dataclass(frozen=True)
 class LabelBoxes:
-    """Bounding boxes (half-open, pixels) of every label id > 0, ids ascending."""
+    """Bounding boxes (half-open, pixels) of every label id > 0, ids ascending.
+
+    ``codes``: the value each cell has in the labels pass 2 reads, where that is not its id
+    (the labels cached by pass 1 with their ids renumbered, see ``_LabelCache``)."""
 
     ids: np.ndarray
     y0: np.ndarray
     y1: np.ndarray
     x0: np.ndarray
     x1: np.ndarray
+    codes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def values(self) -> np.ndarray:
+        """Each cell's value in the labels that pass 2 reads (its code, else its id)."""
+        return self.ids if self.codes is None else self.codes
 
 
 def _tile_boxes(t: np.ndarray, oy: int, ox: int) -> tuple[np.ndarray, int]:
@@ -232,30 +241,100 @@ def _tile_boxes(t: np.ndarray, oy: int, ox: int) -> tuple[np.ndarray, int]:
     return arr, hi
 
 
+#: most label ids (largest id + 1) that the label cache renumbers through a lookup table
+_CODE_IDS_MAX = 1 << 22
+
+
 class _LabelCache:
-    """The labels read in pass 1, kept for pass 2 while they fit ``budget`` bytes (stored in the
-    smallest unsigned type that holds the ids seen so far)."""
+    """The labels read in pass 1, kept for pass 2 while they fit ``budget`` bytes, in the
+    smallest unsigned type that holds the ids seen so far.
+
+    Ids beyond 65535 (uint32 storage) are renumbered 1..N instead (``codes``, ``lut``: id ->
+    code, ids ascending as first seen), so that fewer than 65536 cells with large or sparse ids
+    still take 2 bytes a pixel: sparse uint32 labels of an 8192² image (268 MB) fit the default
+    budget that way, and are not decompressed a second time. Up to :data:`_CODE_IDS_MAX` as the
+    largest id; beyond it the cache holds the ids themselves again.
+    """
 
     def __init__(self, shape: tuple[int, int], budget: int) -> None:
         self.shape, self.budget = shape, budget
         self.array: np.ndarray | None = None
         self.ok = budget > 0
+        self.lut: np.ndarray | None = None  # id -> code (0: not seen), while renumbering
+        self.n_codes = 0
+        self.seen: list[np.ndarray] = []  # ids of the tiles stored before renumbering
+        self.may_code = True  # False once an id >= _CODE_IDS_MAX was seen
 
-    def put(self, t: np.ndarray, ys: slice, xs: slice, hi: int) -> None:
+    def put(self, t: np.ndarray, ys: slice, xs: slice, hi: int, ids: np.ndarray) -> None:
+        """Store tile ``t`` (at ``ys, xs``) whose largest id is ``hi`` and ids are ``ids``."""
         if not self.ok:
             return
-        need = np.min_scalar_type(hi)
+        if hi >= _CODE_IDS_MAX:
+            self.may_code = False
+            if self.lut is not None:
+                self._stop_codes()
+        elif self.lut is None and hi > 0xFFFF and self.may_code:
+            self._start_codes(hi)
+        if self.lut is not None:
+            self._add_codes(ids, hi)
+            top = self.n_codes
+        else:
+            self.seen.append(ids)
+            top = hi
+        if not self._fit(top):
+            return
+        if self.lut is None:
+            self.array[ys, xs] = t
+        else:
+            _kernels.lut_copy(t, self.lut, self.array[ys, xs])
+
+    def codes(self, ids: np.ndarray) -> np.ndarray | None:
+        """The codes of ``ids`` in :attr:`array`, None when it holds the ids themselves."""
+        return None if self.lut is None else self.lut[ids].astype(np.int64)
+
+    def _fit(self, top: int) -> bool:
+        """Make :attr:`array` hold values up to ``top``; False (cache dropped) past the budget."""
+        need = np.min_scalar_type(top)
         if need.kind != "u" or need.itemsize > 4:
             need = np.dtype(np.int64)
         if self.array is None or need.itemsize > self.array.dtype.itemsize:
             if self.shape[0] * self.shape[1] * need.itemsize > self.budget:
-                self.ok, self.array = False, None
-                return
+                self.ok, self.array, self.lut, self.seen = False, None, None, []
+                return False
             if self.array is None:
                 self.array = np.zeros(self.shape, need)
             else:
                 self.array = self.array.astype(need)
-        self.array[ys, xs] = t
+        return True
+
+    def _start_codes(self, hi: int) -> None:
+        """Renumber: codes for the ids stored so far (ascending), the stored tiles recoded."""
+        old = np.unique(np.concatenate(self.seen)) if self.seen else np.zeros(0, np.int64)
+        self.lut = np.zeros(hi + 1, np.uint32)
+        self.lut[old] = np.arange(1, len(old) + 1, dtype=np.uint32)
+        self.n_codes, self.seen = len(old), []
+        if self.array is not None:
+            _kernels.lut_copy(self.array, self.lut, self.array)
+
+    def _add_codes(self, ids: np.ndarray, hi: int) -> None:
+        if hi >= len(self.lut):
+            self.lut = np.concatenate([self.lut, np.zeros(hi + 1 - len(self.lut), np.uint32)])
+        new = ids[self.lut[ids] == 0]
+        self.lut[new] = np.arange(self.n_codes + 1, self.n_codes + 1 + len(new), dtype=np.uint32)
+        self.n_codes += len(new)
+
+    def _stop_codes(self) -> None:
+        """Back to ids: the stored codes replaced by their ids (an id >= _CODE_IDS_MAX came)."""
+        inv = np.zeros(self.n_codes + 1, np.int64)
+        seen = np.flatnonzero(self.lut)
+        inv[self.lut[seen]] = seen
+        self.lut, self.n_codes = None, 0
+        self.seen = [seen]
+        if self.array is not None:
+            arr = self.array
+            self.array = None
+            if self._fit(int(seen.max(initial=0))):
+                _kernels.lut_copy(arr, inv, self.array)
 
 
 def label_boxes(
@@ -296,7 +375,7 @@ def label_boxes(
                 if k + len(ahead) + 1 < len(grid):
                     ahead.append(pool.submit(scan, k + len(ahead) + 1))
                 found.append(rows)
-                cache.put(t, ys, xs, hi)
+                cache.put(t, ys, xs, hi, rows[:, 0])
                 step()
         finally:  # cancelled or failed: do not read the tiles still queued
             for f in ahead:
@@ -314,6 +393,7 @@ def label_boxes(
         y1=np.maximum.reduceat(rows[:, 2], starts),
         x0=np.minimum.reduceat(rows[:, 3], starts),
         x1=np.maximum.reduceat(rows[:, 4], starts),
+        codes=cache.codes(rows[starts, 0]) if cached is not None else None,
     )
     return boxes, cached
 

@@ -92,8 +92,9 @@ def quantify(
         :class:`napari_hrs.errors.Cancelled`.
     cache_labels_mb : float
         Lazy (dask / zarr) labels that fit this many MB (as the smallest unsigned type holding
-        their ids) are kept after the first pass instead of being read twice; 0 disables.
-        Memory use is at most this plus a few tiles.
+        their ids; ids beyond 65535 are renumbered 1..N for this, e.g. 2 bytes a pixel for
+        fewer than 65536 cells) are kept after the first pass instead of being read twice; 0
+        disables. Memory use is at most this plus a few tiles.
     threads : int, optional
         Threads measuring the cells of a tile side by side (default: the CPU cores this
         process may use, at most 8). Never changes the numbers. On the 2-core reference
@@ -168,7 +169,7 @@ def quantify(
     plan = _stream.plan_stream(boxes, shape, tiles, radius)
     big = _stream.fallback_plans(boxes, plan.fallback, max(tiles), radius, shape)
     state["total"] += len(big)
-    label_dtype = _canvas_label_dtype(int(boxes.ids.max(initial=0)))
+    label_dtype = _canvas_label_dtype(int(boxes.values.max(initial=0)))
     timing = {"read_s": 0.0, "wait_s": 0.0, "compute_s": 0.0, "channel_bytes": 0}
     sources = [lab_src, *srcs]
     regions = itertools.chain(
@@ -418,7 +419,7 @@ def _measure_cells(
     radius = gap + width
     ry0, rx0 = plan.region[0].start, plan.region[1].start
     n = len(cells)
-    ids = boxes.ids[cells].astype(np.int64)
+    ids = boxes.values[cells].astype(np.int64)  # as in `lab` (codes of cached labels)
     by = (boxes.y0[cells] - ry0).astype(np.int64)  # box corner in region pixels
     bx = (boxes.x0[cells] - rx0).astype(np.int64)
     bh = (boxes.y1[cells] - boxes.y0[cells]).astype(np.int64)

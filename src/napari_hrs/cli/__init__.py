@@ -47,6 +47,13 @@ def add_plane_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--t", type=int, default=None, help="time point of a time series (0-based)")
 
 
+def add_engine_option(p: argparse.ArgumentParser) -> None:
+    """``--engine``: our Cascade Mask R-CNN (native) or an installed detectron2, same weights."""
+    p.add_argument("--engine", choices=("native", "detectron2"), default="native",
+                   help="native (default) or detectron2 (runs the same weights through an "
+                        "installed detectron2)")  # fmt: skip
+
+
 def plane_options(args: argparse.Namespace) -> dict[str, int | str | None]:
     """The ``scene`` / ``t`` / ``z`` keywords of :func:`napari_hrs.io.open_acquisition`."""
     scene = getattr(args, "scene", None)

@@ -24,7 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_hrs.cli import CLIError, add_plane_options, parse_channels, plane_options
+from napari_hrs.cli import (
+    CLIError,
+    add_engine_option,
+    add_plane_options,
+    parse_channels,
+    plane_options,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -67,13 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="do not resample tiles to the model's pixel size")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing result")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--engine",
-        choices=("native", "detectron2"),
-        default="native",
-        help="native (default) or detectron2 (runs the same weights through an "
-        "installed detectron2)",
-    )
+    add_engine_option(p)
     return p
 
 

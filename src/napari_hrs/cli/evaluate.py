@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from napari_hrs.cli import add_engine_option
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -47,13 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)")
     p.add_argument("--batch-size", type=int, default=2, help="images per forward pass")
     p.add_argument("--max-dets", type=int, default=100, help="detections per image for COCOeval")
-    p.add_argument(
-        "--engine",
-        choices=("native", "detectron2"),
-        default="native",
-        help="native (default) or detectron2 (runs the same weights through an "
-        "installed detectron2)",
-    )
+    add_engine_option(p)
     return p
 
 

@@ -20,6 +20,15 @@ Rounds alternate between the engines (ours, theirs, ours, ...) so that load from
 processes hits both alike; the best of ``--repeat`` rounds is reported with the median.
 Detections are compared too (count, box IoU, score difference): speed only counts with the
 same detections. Prints one JSON line per engine and a ratio line.
+
+``--flops`` also counts the floating-point operations of one forward pass per image
+(convolutions and matrix products, :class:`torch.utils.flop_counter.FlopCounterMode`; ROIAlign
+and NMS are not counted) and reports TFLOP/s per engine; with ``--peak-tflops P`` (the device's
+dense fp16 peak, e.g. from its data sheet) also the fraction of it. Each row records the device
+name, whether fp16 autocast ran (on CUDA by default) and the torch / CUDA versions. On a GPU:
+
+    python bench/bench_engine.py --preset paper --device cuda --images 16 --batch 8 --flops \
+        --peak-tflops 989
 """
 
 from __future__ import annotations
@@ -94,6 +103,26 @@ def compare(a, b) -> dict:
             "max_score_diff": float(max(dscore, default=0.0))}  # fmt: skip
 
 
+def count_flops(pred, imgs: list[np.ndarray]) -> float:
+    """FLOPs of one forward pass per image (convolutions, matrix products; fp16 or fp32 alike)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        pred.predict(imgs)
+    return counter.get_total_flops() / len(imgs)
+
+
+def device_info(device: str, pred) -> dict:
+    """The device's name, whether fp16 autocast ran, torch and CUDA versions."""
+    import torch
+
+    info = {"amp_fp16": bool(getattr(pred, "amp", False)), "torch": torch.__version__}
+    if device.startswith("cuda"):
+        info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+        info["cuda"] = torch.version.cuda
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=("compact", "paper", "both"), default="both")
@@ -105,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--score-threshold", type=float, default=None,
                    help="default 0.5 (compact), 0.05 (paper: random weights)")
+    p.add_argument("--flops", action="store_true",
+                   help="count FLOPs per image and report TFLOP/s")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's fp16 peak (TFLOP/s), for the fraction of it reached")
     args = p.parse_args(argv)
 
     import torch
@@ -134,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       **kw)  # fmt: skip
         for pred in engines.values():  # warm-up (allocator, lazy inits)
             pred.predict(imgs[:batch])
+        flops = count_flops(engines["native"], imgs[:1]) if args.flops else None
         times: dict[str, list[float]] = {k: [] for k in engines}
         outs = {}
         for _ in range(args.repeat):
@@ -151,7 +185,13 @@ def main(argv: list[str] | None = None) -> int:
                    "images": n, "batch": engines[name].batch_size, "threads": torch.get_num_threads(),
                    "best_s": round(min(ts), 3), "median_s": round(statistics.median(ts), 3),
                    "mp_per_s": round(mp / min(ts), 3),
-                   "detections": sum(len(d) for d in outs[name])}  # fmt: skip
+                   "detections": sum(len(d) for d in outs[name]),
+                   **device_info(args.device, engines[name])}  # fmt: skip
+            if flops is not None:
+                row["gflop_per_image"] = round(flops / 1e9, 2)
+                row["tflops_per_s"] = round(flops * n / min(ts) / 1e12, 4)
+                if args.peak_tflops:
+                    row["fraction_of_peak"] = round(row["tflops_per_s"] / args.peak_tflops, 4)
             if name != "native":
                 row.update(compare(outs["native"], outs[name]))
             print(json.dumps(row))

@@ -96,8 +96,9 @@ def quantify(
         fewer than 65536 cells) are kept after the first pass instead of being read twice; 0
         disables. Memory use is at most this plus a few tiles.
     threads : int, optional
-        Threads measuring the cells of a tile side by side (default: the CPU cores this
-        process may use, at most 8). Never changes the numbers. On the 2-core reference
+        Threads measuring the cells of a tile side by side, and (at most 4) reading and
+        scanning label tiles in the labels pass (default: the CPU cores this process may use,
+        at most 8). Never changes the numbers. On the 2-core reference
         machine 2 threads are ~13 % faster than 1 (docs/performance.md).
     boxes : table, optional
         Where the cells lie, to skip the labels pass (the first of the two passes): a

@@ -24,7 +24,7 @@ ring radius. :func:`measure_cells` measures each cell whole before the next:
 The ring is that of the docs (docs/markers.md): the background pixels within ``gap + width``
 pixels but farther than ``gap`` from the cell; rings of neighbouring cells may share pixels.
 The tests check the kernels against a naive per-cell Euclidean distance transform and numpy.
-Kernels release the GIL and are compiled on first use (~7 s on the 2-core reference machine
+Kernels release the GIL and are compiled on first use (~11 s on the 2-core reference machine
 for uint16 channels and int32 labels; other dtypes compile their own versions), then cached on
 disk by numba beside this file (or in ``NUMBA_CACHE_DIR``), which later processes load in well
 under a second. :func:`tile_boxes` (label bounding boxes, the first pass) is compiled too.

@@ -215,6 +215,11 @@ def test_committed_sample_regenerates_identically(tmp_path):
         [str(CLI), "synth", str(out), *args, "--quiet"], capture_output=True, text=True, timeout=240
     )
     assert res.returncode == 0, res.stderr
+    # nothing else in the committed sample (e.g. a detection written into it with --in-image)
+    files = [
+        sorted(str(f.relative_to(d)) for f in d.rglob("*") if f.is_file()) for d in (repo, out)
+    ]
+    assert files[0] == files[1]
     a, b = arrays(repo), arrays(out)
     assert a.keys() == b.keys()
     for k in a:

@@ -28,7 +28,6 @@ from napari_hrs.markers._tiles import (
     RegionPlan,
     Source,
     crop_shape,
-    direct_into,
     plan_regions,
     read_region,
     read_region_into,
@@ -180,19 +179,16 @@ def stream_regions(
         """Read source ``c``'s tile and assemble its region (on a pool thread)."""
         src, canvas = sources[c], canvases[c]
         th, tw = ys.stop - ys.start, xs.stop - xs.start
-        if c and direct_into(src):  # channels: decoded straight into the region buffer
-            read_region_into(src, (ys, xs), canvas.tile_view((th, tw), j, k))
-            nbytes[c] = th * tw * src.dtype.itemsize
+        if c:  # a channel: decoded straight into the region buffer where its store allows
+            view = canvas.tile_view((th, tw), j, k)
+            read_region_into(src, (ys, xs), view)
+            nbytes[c] = view.nbytes
             return canvas.keep((th, tw), j, k)
-        # tiles lie inside the image (no padding); the labels are cast to the canvas's type as
-        # they are copied in, so read_region need not cast them first (the audit counts them
-        # as read, before the cast)
-        tile = read_region([src], (ys, xs), shape, pads=(lab_pad if c == 0 else 0,),
-                           signed=False)[0]  # fmt: skip
-        if c == 0 and audit is not None:
+        # the labels: tiles lie inside the image (no padding); they are cast to the canvas's
+        # type as they are copied in (the audit counts them as read, before the cast)
+        tile = read_region([src], (ys, xs), shape, pads=(lab_pad,), signed=False)[0]
+        if audit is not None:
             _count_labels(audit, tile)  # one labels source: no other thread adds to it
-        if c:
-            nbytes[c] = tile.nbytes
         return canvas.assemble(tile, j, k)
 
     nbytes = [0] * len(sources)

@@ -92,18 +92,13 @@ def read_region(
     return out
 
 
-def direct_into(source: Source) -> bool:
-    """Whether :func:`read_region_into` decodes ``source`` straight into its output (a store
-    read chunk by chunk, :mod:`napari_hrs.io.chunks`) rather than through a tile."""
-    return hasattr(source.array, "read_into") and not source.is_dask
-
-
 def read_region_into(source: Source, region: tuple[slice, slice], out: np.ndarray) -> None:
     """``out[...] =`` the pixels of ``region`` (inside the image) of ``source``, decoded
     straight into ``out`` (a writable view; values cast to its dtype) where the source's store
-    reader can; errors as :func:`read_region` (a :class:`PixelReadError` naming the source)."""
+    reader can (``read_into``: chunk by chunk, :mod:`napari_hrs.io.chunks`), else read as a tile
+    and copied; errors as :func:`read_region` (a :class:`PixelReadError` naming the source)."""
     ys, xs = region
-    if not direct_into(source):
+    if source.is_dask or not hasattr(source.array, "read_into"):
         out[...] = read_region([source], region, source.shape, pads=(0,), signed=False)[0]
         return
     try:

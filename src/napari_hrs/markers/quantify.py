@@ -98,8 +98,8 @@ def quantify(
     threads : int, optional
         Threads measuring the cells of a tile side by side, and (at most 4) reading and
         scanning label tiles in the labels pass (default: the CPU cores this process may use,
-        at most 8). Never changes the numbers. On the 2-core reference
-        machine 2 threads are ~13 % faster than 1 (docs/performance.md).
+        at most 8). Never changes the numbers. On the 2-core reference machine 2 threads are
+        ~13 % faster than 1 (docs/performance.md).
     boxes : table, optional
         Where the cells lie, to skip the labels pass (the first of the two passes): a
         DataFrame (or mapping of columns) with ``label_id`` (or ``id``) and ``x0, y0, x1, y1``

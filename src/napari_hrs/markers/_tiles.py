@@ -388,7 +388,7 @@ def label_boxes(
         y1=np.maximum.reduceat(rows[:, 2], starts),
         x0=np.minimum.reduceat(rows[:, 3], starts),
         x1=np.maximum.reduceat(rows[:, 4], starts),
-        codes=cache.codes(rows[starts, 0]) if cached is not None else None,
+        codes=cache.codes(rows[starts, 0]),  # None unless the cached labels hold codes
     )
     return boxes, cached
 
